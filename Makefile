@@ -1,0 +1,65 @@
+# Agent platform on Ray Serve. `make help` lists the targets.
+# Everything installs itself: uv is bootstrapped from PyPI if missing, then `uv sync` builds .venv
+# from uv.lock. OFFLINE=1 runs the stack on the scripted model and the bundled sample upstream server.
+
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+RUN_DIR := .run
+PORT ?= 8000
+OFFLINE ?=
+PYTEST_ARGS ?=
+CHROMIUM ?= /usr/bin/chromium
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-gpu run run-multi test test-unit lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "uv not found: installing it from PyPI into ~/.local/bin"
+	python3 -m pip install --user --quiet uv
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.synced ## Create .venv with every dependency (CPU only)
+
+install-gpu: $(UV) ## Install the GPU extra (ray[llm], vLLM) for the vllm LLM backend
+	$(UV) sync --frozen --extra gpu
+
+# `serve run` starts a local Ray cluster (GCS on a free port, so a local Redis on 6379 is no problem).
+define serve_run
+	@mkdir -p $(RUN_DIR)
+	$(UV) run --frozen python -m agent_runtime.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
+	@echo "Serving $(1) on http://127.0.0.1:$(PORT) $(if $(OFFLINE),(OFFLINE: scripted model + sample upstream data))"
+	$(UV) run --frozen serve run $(RUN_DIR)/$(notdir $(1))
+endef
+
+run: install ## Start the single-agent stack (serve_config.yaml); OFFLINE=1 for offline mode
+	$(call serve_run,serve_config.yaml)
+
+run-multi: install ## Start all services (serve_multi_config.yaml); OFFLINE=1 for offline mode
+	$(call serve_run,serve_multi_config.yaml)
+
+test: install ## Run every test (unit and real-stack integration); PYTEST_ARGS=... to narrow
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the tests that need no Ray cluster
+	$(UV) run --frozen pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: install ## Apply ruff formatting and safe fixes
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+bench: install ## Print latency/throughput figures of the offline stack (bench/)
+	$(UV) run --frozen python -m bench.chat_latency
+
+clean: ## Remove the venv, caches and run files
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .ruff_cache test-artifacts

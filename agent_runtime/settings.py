@@ -1,0 +1,67 @@
+"""Platform-wide settings, read from the environment in one place.
+
+Every component's builder takes typed args from the Serve config; anything an args model leaves unset
+falls back to these settings. That keeps one config file valid on a laptop, in CI (``OFFLINE=1``) and in
+production, where the same values arrive as ``runtime_env.env_vars``.
+"""
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SAMPLE_UPSTREAM_ROUTE = "/sample-upstream"
+
+
+class PlatformSettings(BaseSettings):
+    """Environment variables shared by every app (names are the field names, upper-cased)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    offline: bool = Field(
+        default=False,
+        description="Offline mode: scripted LLM and the bundled sample upstream server instead of the internet.",
+    )
+    serve_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL of the Serve proxy that services use to reach each other.",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="Externally visible base URL (A2A agent cards, UI links). Defaults to SERVE_BASE_URL.",
+    )
+    llm_backend: str | None = Field(
+        default=None,
+        description="Overrides the llm app's `backend` arg: auto, vllm, upstream or scripted.",
+    )
+    llm_upstream_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL (ending in /v1) for the `upstream` LLM backend.",
+    )
+    llm_upstream_api_key: SecretStr | None = Field(
+        default=None, description="API key sent to the upstream LLM endpoint."
+    )
+    llm_model: str | None = Field(
+        default=None,
+        description="Model id agents request from /llm; default: the first id /llm/v1/models lists.",
+    )
+    log_level: str = Field(default="INFO", description="Log level of every component.")
+
+    def url(self, route: str) -> str:
+        """The internal URL of a route served by the Serve proxy (``route`` starts with ``/``)."""
+        return self.serve_base_url.rstrip("/") + route
+
+    @property
+    def sample_upstream_url(self) -> str:
+        """Base URL of the bundled sample upstream server (offline mode)."""
+        return self.url(SAMPLE_UPSTREAM_ROUTE)
+
+    @property
+    def external_base_url(self) -> str:
+        return (self.public_base_url or self.serve_base_url).rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> PlatformSettings:
+    """The process-wide settings (cached: the environment of a replica does not change)."""
+    return PlatformSettings()

@@ -1,0 +1,77 @@
+"""Latency and throughput of `/chat` on a running stack (start it first: ``OFFLINE=1 make run``).
+
+Prints time to metadata, time to first token, total time per request (p50/p95/max) and requests per
+second for N concurrent streams. Figures only: nothing here passes or fails.
+"""
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+
+import httpx
+
+from protocols.events import Done, Metadata, Token, aiter_sse_events
+
+logger = logging.getLogger("bench")
+
+
+async def one_chat(client: httpx.AsyncClient, url: str, text: str) -> dict[str, float]:
+    start = time.perf_counter()
+    marks: dict[str, float] = {}
+    async with client.stream("POST", url, json={"user_request": text}) as response:
+        response.raise_for_status()
+        async for event in aiter_sse_events(response.aiter_lines()):
+            now = time.perf_counter() - start
+            if isinstance(event, Metadata):
+                marks.setdefault("metadata", now)
+            elif isinstance(event, Token):
+                marks.setdefault("first_token", now)
+            elif isinstance(event, Done):
+                marks["done"] = now
+    return marks
+
+
+def summary(name: str, values: list[float]) -> str:
+    values = sorted(values)
+    p95 = values[max(0, int(round(0.95 * len(values))) - 1)]
+    p50, top = statistics.median(values), values[-1]
+    return f"{name:>12}: p50 {p50 * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms  max {top * 1000:8.1f} ms"
+
+
+async def run(base_url: str, route: str, text: str, requests: int, concurrency: int) -> None:
+    url = f"{base_url.rstrip('/')}{route}/chat"
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300, connect=10)) as client:
+        await one_chat(client, url, text)  # warm-up: tool discovery, model id, connections
+
+        async def guarded() -> dict[str, float]:
+            async with semaphore:
+                return await one_chat(client, url, text)
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(guarded() for _ in range(requests)))
+        elapsed = time.perf_counter() - start
+    logger.info("%d requests, concurrency %d, %s", requests, concurrency, url)
+    for key in ("metadata", "first_token", "done"):
+        values = [r[key] for r in results if key in r]
+        if values:
+            logger.info(summary(key, values))
+    logger.info("  throughput: %.2f requests/s", requests / elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--route", default="/weather-agent")
+    parser.add_argument("--text", default="What is the weather in Seattle this week?")
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    asyncio.run(run(args.base_url, args.route, args.text, args.requests, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Shared fixtures. Integration fixtures start one real Ray Serve instance per test session."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.stack import ServeStack
+
+
+@pytest.fixture(scope="session")
+def serve_stack() -> Iterator[ServeStack]:
+    stack = ServeStack()
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def offline_single(serve_stack: ServeStack) -> ServeStack:
+    """serve_config.yaml in offline mode (scripted LLM, sample upstream), as ``OFFLINE=1 make run``."""
+    config = serve_stack.local_config("serve_config.yaml", offline=True)
+    serve_stack.deploy(config)
+    serve_stack.wait_ready("/weather-agent")
+    return serve_stack
