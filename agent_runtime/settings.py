@@ -20,7 +20,7 @@ class PlatformSettings(BaseSettings):
 
     offline: bool = Field(
         default=False,
-        description="Offline mode: scripted LLM and the bundled sample upstream server instead of the internet.",
+        description="Offline mode: scripted LLM and the bundled sample upstream server, no internet.",
     )
     serve_base_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -44,6 +44,14 @@ class PlatformSettings(BaseSettings):
     llm_model: str | None = Field(
         default=None,
         description="Model id agents request from /llm; default: the first id /llm/v1/models lists.",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key agents send to their LLM endpoint; only needed when an agent's "
+        "`llm_base_url` points past the platform's own /llm route.",
+    )
+    brave_api_key: SecretStr | None = Field(
+        default=None, description="Brave Search API key of the web search MCP server's brave_search tool."
     )
     log_level: str = Field(default="INFO", description="Log level of every component.")
 

@@ -21,6 +21,9 @@ def serve_stack() -> Iterator[ServeStack]:
 def offline_single(serve_stack: ServeStack) -> ServeStack:
     """serve_config.yaml in offline mode (scripted LLM, sample upstream), as ``OFFLINE=1 make run``."""
     config = serve_stack.local_config("serve_config.yaml", offline=True)
+    for app in config["applications"]:
+        if app["name"] == "mcp_weather":
+            app["args"]["min_replicas"] = 2  # stateless MCP must work whichever replica answers
     serve_stack.deploy(config)
     serve_stack.wait_ready("/weather-agent")
     return serve_stack

@@ -1,0 +1,246 @@
+"""A2A app: a thin A2A 1.0 (and 0.3) protocol adapter in front of an SSE agent's ``/chat``.
+
+The app holds no model and no tools. It serves the agent card, A2A JSON-RPC and REST, and turns every
+message into a ``/chat`` run of the same agent through the Serve proxy (see ``a2a_executor``), so both
+faces of an agent share one memory and the adapter scales on its own.
+
+Routes under the app's route prefix::
+
+    GET  /.well-known/agent-card.json   the card; interface URLs = public base URL + route prefix
+    GET  /health                        {"ready", "agent", "chat"}: is the agent's /chat reachable
+    POST /                              A2A JSON-RPC (1.0, and 0.3 without an ``A2A-Version`` header)
+    POST /message:send, /message:stream, /tasks/...    A2A 1.0 HTTP+JSON
+    POST /v1/message:send, ...          A2A 0.3 HTTP+JSON
+
+An agent module exports a builder for its A2A face next to its SSE ``build_app``::
+
+    build_app = chat_app_builder(SPEC)
+    build_a2a_app = a2a_app_builder(SPEC, skills=[A2ASkill(id="forecast", ...)])
+
+(name and description come from the spec; routes default to ``/weather-agent`` and ``/a2a-weather``).
+
+``build_app`` here is the same builder without a spec: every card field comes from the config's args.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskStore
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
+from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, TransportProtocol
+from pydantic import BaseModel, Field, model_validator
+from ray import serve
+from ray.serve import Application
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agent_runtime.a2a_executor import ChatAgentExecutor
+from agent_runtime.deployment import ServeDeploymentArgs
+from agent_runtime.settings import get_settings
+from agent_runtime.tool_sources import resolve_url
+
+logger = logging.getLogger(__name__)
+
+_HEALTH_TIMEOUT_S = 3.0
+
+
+class A2ASkill(BaseModel):
+    """One skill on the agent card (what callers and planning models read)."""
+
+    id: str
+    name: str
+    description: str
+    tags: list[str] = Field(default_factory=list)
+    examples: list[str] = Field(default_factory=list)
+
+
+class A2AAgentSpec(BaseModel):
+    """What an agent module declares about its A2A face; the defaults of :class:`A2AAgentArgs`.
+
+    Routes follow the platform's convention unless given: the SSE agent ``weather`` is served at
+    ``/weather-agent`` and its A2A app at ``/a2a-weather``.
+    """
+
+    name: str
+    description: str
+    skills: list[A2ASkill] = Field(default_factory=list)
+    agent_url: str = Field(
+        default="", description="Route (``/weather-agent``) or absolute base URL of the SSE agent."
+    )
+    route_prefix: str = Field(default="", description="Route prefix the A2A app is served at.")
+    version: str = "1.0.0"
+
+    @model_validator(mode="after")
+    def _conventional_routes(self) -> "A2AAgentSpec":
+        self.agent_url = self.agent_url or f"/{self.name}-agent"
+        self.route_prefix = self.route_prefix or f"/a2a-{self.name}"
+        return self
+
+
+class A2AAgentArgs(ServeDeploymentArgs):
+    """Serve config ``args`` of an A2A app. Unset card fields come from the agent's spec."""
+
+    name: str | None = None
+    description: str | None = None
+    skills: list[A2ASkill] | None = None
+    version: str | None = None
+    agent_url: str | None = Field(
+        default=None,
+        description="Route of the SSE agent (resolved against SERVE_BASE_URL) or its absolute base URL; "
+        "the app posts to `<agent_url>/chat`.",
+    )
+    route_prefix: str | None = Field(
+        default=None, description="Route prefix this app is served at (must match the config's)."
+    )
+    public_base_url: str | None = Field(
+        default=None, description="Base URL in the card's interface URLs; default PUBLIC_BASE_URL."
+    )
+    task_timeout_s: float = Field(default=300.0, gt=0, description="Longest run of one task.")
+    progress_interval_s: float = Field(default=1.0, ge=0, description="Shortest gap of text progress.")
+    # The adapter only relays bytes: less CPU and more open streams per replica than a chat agent.
+    num_cpus: float = Field(default=0.1, gt=0, description="CPUs reserved per replica.")
+    max_ongoing_requests: int = Field(
+        default=200, ge=1, description="Concurrent requests (open streams) one replica accepts."
+    )
+
+    def resolve(self, spec: A2AAgentSpec | None) -> A2AAgentSpec:
+        """The effective card fields: these args over the spec."""
+        fields = spec.model_dump() if spec is not None else {}
+        fields.update(self.model_dump(include=set(A2AAgentSpec.model_fields), exclude_none=True))
+        missing = [name for name in ("name", "description") if name not in fields]
+        if missing:
+            raise ValueError(f"A2A app args miss {', '.join(missing)} (no agent spec provides them)")
+        return A2AAgentSpec.model_validate(fields)
+
+
+def public_url(spec: A2AAgentSpec, public_base_url: str | None = None) -> str:
+    """Where A2A clients reach this app: public base URL + route prefix (never a guessed localhost)."""
+    base = (public_base_url or get_settings().external_base_url).rstrip("/")
+    return base + "/" + spec.route_prefix.strip("/")
+
+
+def build_agent_card(spec: A2AAgentSpec, url: str) -> AgentCard:
+    """The agent card. Build it where it is served: protobuf objects do not pickle."""
+    skills = spec.skills or [A2ASkill(id=spec.name, name=spec.name, description=spec.description)]
+    # JSON-RPC is served at the prefix root; REST clients append their paths to the bare URL.
+    rpc_url, rest_url = url + "/", url
+    interfaces = [
+        AgentInterface(url=rpc_url, protocol_binding=binding, protocol_version=version)
+        for version in (PROTOCOL_VERSION_1_0, PROTOCOL_VERSION_0_3)
+        for binding in (TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON)
+    ]
+    for interface in interfaces:
+        if interface.protocol_binding == TransportProtocol.HTTP_JSON:
+            interface.url = rest_url
+    return AgentCard(
+        name=spec.name,
+        description=spec.description,
+        version=spec.version,
+        supported_interfaces=interfaces,
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        # The spec requires tags on every skill.
+        skills=[AgentSkill(**skill.model_dump() | {"tags": skill.tags or [skill.id]}) for skill in skills],
+    )
+
+
+def create_a2a_app(
+    spec: A2AAgentSpec,
+    *,
+    public_base_url: str | None = None,
+    task_timeout_s: float = 300.0,
+    progress_interval_s: float = 1.0,
+    task_store: TaskStore | None = None,
+) -> Starlette:
+    """The A2A ASGI app for one agent (mount it at ``spec.route_prefix``)."""
+    agent_url = resolve_url(spec.agent_url).rstrip("/")
+    card = build_agent_card(spec, public_url(spec, public_base_url))
+    executor = ChatAgentExecutor(
+        agent_url + "/chat", task_timeout_s=task_timeout_s, progress_interval_s=progress_interval_s
+    )
+    handler = DefaultRequestHandler(
+        agent_executor=executor, task_store=task_store or InMemoryTaskStore(), agent_card=card
+    )
+    health_client = httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S)
+
+    async def health(_: Request) -> JSONResponse:
+        chat = await _agent_ready(health_client, agent_url + "/health")
+        return JSONResponse({"ready": chat, "agent": spec.name, "chat": chat})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        logger.info("A2A app %r at %s adapts %s/chat", spec.name, card.supported_interfaces[0].url, agent_url)
+        try:
+            yield
+        finally:
+            await handler.aclose()
+            await executor.aclose()
+            await health_client.aclose()
+
+    routes = [
+        *create_agent_card_routes(card),
+        Route("/health", health, methods=["GET"]),
+        *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
+        # Last: the REST routes end in a ``/{tenant}`` catch-all that shadows anything after it.
+        *create_rest_routes(handler, enable_v0_3_compat=True),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _agent_ready(client: httpx.AsyncClient, health_url: str) -> bool:
+    try:
+        response = await client.get(health_url)
+        return response.status_code == 200 and bool(response.json().get("ready", True))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
+@serve.deployment
+@serve.ingress()
+class A2AAgentDeployment:
+    """One replica of an A2A app; the ASGI app (and its protobuf card) is built on the replica."""
+
+    def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
+        for name in ("agent_runtime", "protocols"):
+            logging.getLogger(name).setLevel(get_settings().log_level.upper())
+        self._app = create_a2a_app(A2AAgentSpec.model_validate(spec), **options)
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return self._app
+
+
+def a2a_app_builder(agent: Any = None, **fields: Any) -> Callable[[A2AAgentArgs], Application]:
+    """A Serve builder (``module:build_a2a_app``) for an agent's A2A face, taking :class:`A2AAgentArgs`.
+
+    ``agent`` is an :class:`A2AAgentSpec`, or any spec with ``name`` and ``description`` (the agent's
+    ``AgentSpec``) completed by ``fields`` (``skills=[...]``, ``agent_url=...``); ``None`` leaves every
+    card field to the config's args.
+    """
+    spec: A2AAgentSpec | None
+    if agent is None:
+        spec = A2AAgentSpec.model_validate(fields) if fields else None
+    elif isinstance(agent, A2AAgentSpec):
+        spec = agent.model_validate(agent.model_dump() | fields)
+    else:
+        spec = A2AAgentSpec(name=agent.name, description=agent.description, **fields)
+
+    def build_a2a_app(args: A2AAgentArgs) -> Application:
+        resolved = args.resolve(spec)
+        options = args.model_dump(include={"public_base_url", "task_timeout_s", "progress_interval_s"})
+        deployment = A2AAgentDeployment.options(name=f"{resolved.name}-a2a", **args.deployment_options())
+        return deployment.bind(resolved.model_dump(), options)
+
+    build_a2a_app.__doc__ = f"Serve builder of the A2A app of {spec.name if spec else 'an SSE agent'!r}."
+    return build_a2a_app
+
+
+build_app = a2a_app_builder()
+"""Serve builder for an A2A app whose card fields all come from the config's args."""

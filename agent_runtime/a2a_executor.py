@@ -1,0 +1,248 @@
+"""A2A ``AgentExecutor`` that adapts an SSE agent's ``POST /chat`` stream into an A2A task lifecycle.
+
+The A2A app holds no model and no tools: every A2A message becomes one ``/chat`` run of the same agent,
+reached over HTTP through the Serve proxy. The A2A context id maps to the chat ``thread_id``, so the SSE
+agent and its A2A twin share one conversation memory. Chat events become task events:
+
+- new task → the ``Task`` (submitted), then ``working``;
+- ``tool_call`` / ``tool_result`` / streamed tokens (coalesced) → ``working`` updates with progress text;
+- ``done`` → the answer as an artifact, then ``completed`` with a final agent message;
+- ``error`` events, HTTP errors, unreachable agent, timeout → ``failed`` with a clear message;
+- cancel → the ``/chat`` stream is closed (which cancels the agent's run), then ``canceled``.
+"""
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from a2a.helpers import new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.tasks import TaskUpdater
+from a2a.types import Task, TaskState, TaskStatus
+
+from protocols.events import Done, Error, Metadata, Token, ToolCall, ToolResult, aiter_sse_events
+
+logger = logging.getLogger(__name__)
+
+# The thread ids ``POST /chat`` accepts (``agent_runtime.chat_app.THREAD_ID_PATTERN``; a test keeps the
+# two equal). Not imported: that module pulls the whole agent runtime into this light adapter.
+THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_THREAD_ID_RE = re.compile(THREAD_ID_PATTERN)
+_ERROR_BODY_LIMIT = 500
+_TOOL_CONTENT_LIMIT = 200
+
+
+def thread_id_for_context(context_id: str) -> str:
+    """The chat ``thread_id`` for an A2A context id: the id itself when the chat app accepts it, otherwise
+    a stable hash, so every message of one A2A context lands in the same conversation."""
+    if _THREAD_ID_RE.match(context_id):
+        return context_id
+    return "a2a-" + hashlib.sha256(context_id.encode()).hexdigest()[:40]
+
+
+class ChatRunError(Exception):
+    """The ``/chat`` run could not produce an answer; the message is what the A2A client sees."""
+
+
+@dataclass
+class _Run:
+    """Progress of one ``/chat`` stream, reported as ``working`` updates."""
+
+    updater: TaskUpdater
+    progress_interval_s: float
+    pending_text: list[str] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+    error: Error | None = None
+    done: Done | None = None
+
+    async def progress(self, text: str, **metadata: Any) -> None:
+        # Progress details ride on the message: status-update metadata would be merged into the task's.
+        message = self.updater.new_agent_message([new_text_part(text)], metadata=metadata)
+        await self.updater.update_status(TaskState.TASK_STATE_WORKING, message=message)
+
+    async def token(self, text: str) -> None:
+        # One update per token would flood the task history and the client; coalesce by time instead.
+        self.pending_text.append(text)
+        if time.monotonic() - self.last_flush >= self.progress_interval_s:
+            await self.flush_text()
+
+    async def flush_text(self) -> None:
+        self.last_flush = time.monotonic()
+        if text := "".join(self.pending_text):
+            self.pending_text.clear()
+            await self.progress(text, event="text")
+
+
+class ChatAgentExecutor(AgentExecutor):
+    """Runs each A2A message as one streamed ``POST {chat_url}`` and reports it as a task.
+
+    ``chat_url`` is the agent's ``/chat`` endpoint (``settings.url("/weather-agent") + "/chat"``).
+    ``task_timeout_s`` bounds a whole run; ``progress_interval_s`` is the shortest gap between two
+    token-progress updates.
+    """
+
+    def __init__(
+        self,
+        chat_url: str,
+        *,
+        task_timeout_s: float = 300.0,
+        progress_interval_s: float = 1.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.chat_url = chat_url
+        self.task_timeout_s = task_timeout_s
+        self.progress_interval_s = progress_interval_s
+        # The stream may sit silent through a long tool call: the task timeout, not httpx, bounds reads.
+        self._http = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0, read=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+        )
+        self._owns_http = http_client is None
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._canceled: set[str] = set()
+
+    async def aclose(self) -> None:
+        for run in list(self._runs.values()):
+            run.cancel()
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        task_id, context_id = context.task_id, context.context_id
+        assert task_id and context_id, "the request handler assigns task and context ids"
+        updater = TaskUpdater(event_queue, task_id, context_id)
+        if context.current_task is None:
+            history = [context.message] if context.message else []
+            await event_queue.enqueue_event(
+                Task(
+                    id=task_id,
+                    context_id=context_id,
+                    status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED),
+                    history=history,
+                )
+            )
+        user_request = context.get_user_input().strip()
+        if not user_request:
+            await updater.reject(updater.new_agent_message([new_text_part("The message has no text part.")]))
+            return
+
+        thread_id = thread_id_for_context(context_id)
+        await updater.start_work(updater.new_agent_message([new_text_part("Working on the request.")]))
+        if task_id in self._canceled:
+            return
+        run = asyncio.create_task(self._run(updater, user_request, thread_id), name=f"a2a-chat:{task_id}")
+        self._runs[task_id] = run
+        try:
+            await run
+        except asyncio.CancelledError:
+            # Either cancel() stopped the run (it reports CANCELED itself) or the SDK cancelled execute()
+            # (shutdown, or another replica recorded a cancel): in both cases the chat stream must close.
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+            if task_id not in self._canceled:
+                raise
+        finally:
+            self._runs.pop(task_id, None)
+            self._canceled.discard(task_id)
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        """Close the task's ``/chat`` stream (the agent stops its run) and report ``canceled``.
+
+        The SDK calls this only for a task active in this replica. A cancel for a task not running here
+        is recorded in the task store by the request handler; with a shared store the owning replica
+        stops its run when it next writes the task.
+        """
+        task_id, context_id = context.task_id, context.context_id
+        assert task_id, "cancel always names a task"
+        run = self._runs.get(task_id)
+        if run is not None and run.done():
+            return  # finished on its own: its terminal state is already reported
+        self._canceled.add(task_id)
+        if run is not None:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+            logger.info("task %s canceled: closed its /chat stream", task_id)
+        else:
+            # execute() may still be starting (it checks the flag) or never run: forget the flag later.
+            asyncio.get_running_loop().call_later(60, self._canceled.discard, task_id)
+        updater = TaskUpdater(event_queue, task_id, context_id or "")
+        await updater.cancel(updater.new_agent_message([new_text_part("Task canceled.")]))
+
+    async def _run(self, updater: TaskUpdater, user_request: str, thread_id: str) -> None:
+        """Stream one ``/chat`` run into task events; every outcome ends in a terminal state."""
+        run = _Run(updater, self.progress_interval_s)
+        try:
+            async with asyncio.timeout(self.task_timeout_s):
+                await self._stream(run, user_request, thread_id)
+        except TimeoutError:
+            await self._fail(updater, f"The agent did not finish within {self.task_timeout_s:g} s.")
+            return
+        except ChatRunError as exc:
+            await self._fail(updater, str(exc))
+            return
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            await self._fail(updater, f"Agent at {self.chat_url} unreachable: {_describe(exc)}")
+            return
+        except httpx.HTTPError as exc:
+            await self._fail(updater, f"Connection to the agent at {self.chat_url} broke: {_describe(exc)}")
+            return
+
+        if run.error is not None:
+            await self._fail(updater, f"The agent failed: {run.error.message} ({run.error.code})")
+        elif run.done is None:
+            await self._fail(updater, "The agent's stream ended before its final answer.")
+        elif not run.done.answer.strip():
+            await self._fail(updater, "The agent finished without an answer.")
+        else:
+            done = run.done
+            usage = done.usage.model_dump()
+            await updater.add_artifact(
+                [new_text_part(done.answer)], name="answer", metadata={"usage": usage}, last_chunk=True
+            )
+            await updater.complete(
+                updater.new_agent_message([new_text_part(done.answer)], metadata={"usage": usage})
+            )
+
+    async def _stream(self, run: _Run, user_request: str, thread_id: str) -> None:
+        body = {"user_request": user_request, "thread_id": thread_id}
+        headers = {"Accept": "text/event-stream"}
+        async with self._http.stream("POST", self.chat_url, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                detail = (await response.aread()).decode(errors="replace")[:_ERROR_BODY_LIMIT]
+                raise ChatRunError(f"Agent at {self.chat_url} answered HTTP {response.status_code}: {detail}")
+            async for event in aiter_sse_events(response.aiter_lines()):
+                if isinstance(event, Token):
+                    await run.token(event.text)
+                    continue
+                await run.flush_text()
+                if isinstance(event, Metadata):
+                    logger.debug("chat run %s, thread %s", event.run_id, thread_id)
+                elif isinstance(event, ToolCall):
+                    await run.progress(f"Calling tool {event.name}.", event="tool_call", tool=event.name)
+                elif isinstance(event, ToolResult):
+                    if event.status == "ok":
+                        text = f"Tool {event.name} ok."
+                    else:
+                        text = f"Tool {event.name} failed: {event.content[:_TOOL_CONTENT_LIMIT]}"
+                    await run.progress(text, event="tool_result", tool=event.name, status=event.status)
+                elif isinstance(event, Error):
+                    run.error = event
+                elif isinstance(event, Done):
+                    run.done = event
+                    return
+
+    @staticmethod
+    async def _fail(updater: TaskUpdater, text: str) -> None:
+        logger.warning("task %s failed: %s", updater.task_id, text)
+        await updater.failed(updater.new_agent_message([new_text_part(text)]))
+
+
+def _describe(exc: BaseException) -> str:
+    """``str()`` of many httpx errors is empty; name the type so the message still says something."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

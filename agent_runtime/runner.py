@@ -1,0 +1,359 @@
+"""Runs an agent and turns its progress into ``/chat`` events (``protocols.events``).
+
+Every transport (the SSE chat app, the A2A app) drives :meth:`AgentRunner.stream`, which guarantees the
+contract: ``metadata`` first, ``done`` last, always; failures become one ``error`` event before it.
+
+The agent runs in its own task that feeds a queue; the caller reads the queue under the run's deadline.
+That keeps the time limit exact whatever the consumer does between events, and closing the stream (a
+client that went away) cancels the run instead of leaving it working for nobody.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphRecursionError
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+from pydantic import BaseModel, Field
+
+from agent_runtime.backoff import Backoff
+from agent_runtime.errors import describe_error
+from agent_runtime.factories import ToolRoundsExceeded, build_tool_agent, recursion_limit
+from agent_runtime.llm_client import LLMClient, LLMUnavailable
+from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
+from agent_runtime.tool_sources import SourceStatus, ToolSource, configure_source, source_status
+from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult, Usage
+
+logger = logging.getLogger(__name__)
+
+MAX_TOOL_RESULT_CHARS = 16_000
+_END = object()
+_LLM_UNAVAILABLE = (
+    LLMUnavailable,
+    openai.APIConnectionError,  # includes APITimeoutError
+    openai.InternalServerError,
+    openai.RateLimitError,
+)
+
+
+class RunnerHealth(BaseModel):
+    """``GET /health`` body: ready once tools are discovered and the LLM answers."""
+
+    ready: bool
+    agent: str
+    tools: list[str]
+    llm: bool
+    model: str | None = None
+    sources: dict[str, SourceStatus] = Field(default_factory=dict)
+
+
+def error_event(exc: BaseException) -> Error:
+    """The ``error`` event for a failed run.
+
+    Codes: ``tool_rounds_exceeded``, ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error``
+    (the LLM rejected the request), ``internal``; the runner itself adds ``timeout``.
+    """
+    if isinstance(exc, ToolRoundsExceeded | GraphRecursionError):
+        return Error(code="tool_rounds_exceeded", message=str(exc))
+    detail = describe_error(exc)
+    if isinstance(exc, _LLM_UNAVAILABLE):
+        return Error(code="llm_unavailable", message=f"the language model is unavailable: {detail}")
+    if isinstance(exc, openai.APIStatusError):
+        return Error(code="llm_error", message=f"the language model rejected the request: {detail}")
+    return Error(code="internal", message=f"the agent failed: {detail}")
+
+
+def tool_set_key(tools: Sequence[BaseTool]) -> str:
+    """Identity of a tool set as the model sees it (names, descriptions, schemas)."""
+    specs = sorted((convert_to_openai_tool(tool) for tool in tools), key=lambda s: s["function"]["name"])
+    return json.dumps(specs, sort_keys=True, default=str)
+
+
+def dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """Tool calls of the thread's last turn that never got a result (a run cut off mid-tools)."""
+    answered: set[str] = set()
+    for message in reversed(messages):
+        if isinstance(message, ToolMessage):
+            answered.add(message.tool_call_id)
+        elif isinstance(message, AIMessage):
+            return [call for call in message.tool_calls if call["id"] not in answered]
+        elif isinstance(message, HumanMessage):
+            return []
+    return []
+
+
+def _message_text(message: BaseMessage) -> str:
+    return message.text
+
+
+@dataclass
+class _Translator:
+    """Maps LangGraph ``astream(stream_mode=["messages", "updates"])`` chunks to chat events.
+
+    Tokens come from the ``messages`` stream (chunks of the model node); tool calls from the model
+    node's completed update (arguments complete, and never for calls the round limit refused); tool
+    results from the tools node's updates, one per finished call.
+    """
+
+    answer: str | None = None
+    partial: str = ""
+    usage: Usage = field(default_factory=Usage)
+    _streamed_ids: set[str] = field(default_factory=set)
+    _current_id: str | None = None
+
+    def translate(self, mode: str, chunk: Any) -> list[ChatEvent]:
+        if mode == "messages":
+            message, meta = chunk
+            if meta.get("langgraph_node") == "model" and isinstance(message, AIMessageChunk):
+                return self._token(message)
+            return []
+        events: list[ChatEvent] = []
+        for node, update in (chunk or {}).items():
+            for message in _update_messages(update):
+                if node == "model" and isinstance(message, AIMessage):
+                    events.extend(self._model_message(message))
+                elif node == "tools" and isinstance(message, ToolMessage):
+                    events.append(_tool_result(message))
+        return events
+
+    def final_answer(self) -> str:
+        return self.answer if self.answer is not None else self.partial
+
+    def _token(self, chunk: AIMessageChunk) -> list[ChatEvent]:
+        if chunk.id != self._current_id:
+            self._current_id, self.partial = chunk.id, ""
+        text = _message_text(chunk)
+        if not text:
+            return []
+        if chunk.id:
+            self._streamed_ids.add(chunk.id)
+        self.partial += text
+        return [Token(text=text)]
+
+    def _model_message(self, message: AIMessage) -> list[ChatEvent]:
+        events: list[ChatEvent] = []
+        text = _message_text(message)
+        if text and message.id not in self._streamed_ids:
+            events.append(Token(text=text))  # a model that did not stream still shows its text
+        if message.usage_metadata:
+            self.usage.prompt_tokens += message.usage_metadata.get("input_tokens", 0)
+            self.usage.completion_tokens += message.usage_metadata.get("output_tokens", 0)
+        for call in message.tool_calls:
+            events.append(ToolCall(id=call["id"] or "", name=call["name"], args=call["args"]))
+        for bad in message.invalid_tool_calls:
+            logger.warning("model produced an invalid tool call %r: %s", bad.get("name"), bad.get("error"))
+        if not message.tool_calls:
+            self.answer = text
+        return events
+
+
+def _update_messages(update: Any) -> list[BaseMessage]:
+    if isinstance(update, dict):
+        messages = update.get("messages") or []
+        return list(messages) if isinstance(messages, list) else [messages]
+    if isinstance(update, list):
+        return [m for item in update for m in _update_messages(item)]
+    return []
+
+
+def _tool_result(message: ToolMessage) -> ToolResult:
+    content = _message_text(message)
+    if len(content) > MAX_TOOL_RESULT_CHARS:
+        dropped = len(content) - MAX_TOOL_RESULT_CHARS
+        content = f"{content[:MAX_TOOL_RESULT_CHARS]}… [{dropped} more characters]"
+    return ToolResult(
+        id=message.tool_call_id,
+        name=message.name or "",
+        status="error" if message.status == "error" else "ok",
+        content=content,
+    )
+
+
+class AgentRunner:
+    """One agent in one replica: its LLM client, tool source, memory and compiled graph."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        *,
+        llm: LLMClient | None = None,
+        tools: ToolSource | None = None,
+        checkpointer: Checkpointer | None = None,
+        run_timeout_s: float | None = None,
+        max_tool_rounds: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.llm = llm or LLMClient()
+        self.tools = tools if tools is not None else spec.tools
+        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.run_timeout_s = run_timeout_s or spec.run_timeout_s
+        self.max_tool_rounds = spec.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
+        self._agent: CompiledStateGraph | None = None
+        self._agent_key: str | None = None
+
+    @classmethod
+    def from_args(
+        cls, spec: AgentSpec, args: AgentRuntimeArgs, *, checkpointer: Checkpointer | None = None
+    ) -> "AgentRunner":
+        """The runner a deployment builds from its builder args."""
+        return cls(
+            spec,
+            llm=LLMClient(args.llm_base_url, args.llm_model, request_timeout_s=args.llm_request_timeout_s),
+            tools=configure_source(spec.tools, urls=args.mcp_urls, refresh_s=args.tools_refresh_s),
+            checkpointer=checkpointer,
+            run_timeout_s=args.run_timeout_s,
+            max_tool_rounds=args.max_tool_rounds,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def stream(self, user_request: str, thread_id: str, run_id: str) -> AsyncIterator[ChatEvent]:
+        """One run as events: ``metadata``, then tokens / tool calls / tool results, ``error``?, ``done``."""
+        yield Metadata(thread_id=thread_id, run_id=run_id, agent=self.name)
+        started = time.monotonic()
+        translator = _Translator()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        producer = asyncio.create_task(
+            self._produce(user_request, thread_id, translator, queue), name=f"agent-run-{run_id}"
+        )
+        error: Error | None = None
+        finished = False
+        deadline = started + self.run_timeout_s
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    message = f"the run exceeded its {self.run_timeout_s:g}s time limit"
+                    error = Error(code="timeout", message=message)
+                    break
+                if item is _END:
+                    break
+                if isinstance(item, Error):
+                    error = item
+                    continue
+                yield item
+            finished = True
+        finally:
+            await _stop(producer)
+            if not finished:
+                logger.info("run %s thread %s: stopped by the caller (client gone)", run_id, thread_id)
+        if error is not None:
+            yield error
+        logger.info(
+            "run %s thread %s: %s in %.1fs",
+            run_id,
+            thread_id,
+            error.code if error else "ok",
+            time.monotonic() - started,
+        )
+        yield Done(thread_id=thread_id, answer=translator.final_answer(), usage=translator.usage)
+
+    async def health(self) -> RunnerHealth:
+        """Readiness for ``/health`` (discovers tools and checks the LLM as a side effect)."""
+        tools, llm_ok = await asyncio.gather(self.tools.get_tools(), self.llm.check())
+        sources = source_status(self.tools)
+        tools_ok = bool(tools) or all(s.ok for s in sources.values())
+        return RunnerHealth(
+            ready=llm_ok and tools_ok,
+            agent=self.name,
+            tools=[t.name for t in tools],
+            llm=llm_ok,
+            model=self.llm.model_id_if_known,
+            sources=sources,
+        )
+
+    async def warm_up(self) -> None:
+        """Retry (with backoff) until ready, so the first request finds tools and model resolved."""
+        backoff = Backoff(initial_s=0.5, max_s=10.0)
+        while True:
+            try:
+                health = await self.health()
+                if health.ready:
+                    await self._compiled_agent()
+                    logger.info("agent %s ready: tools %s, model %s", self.name, health.tools, health.model)
+                    return
+                reason = f"llm={health.llm}, tools={health.tools}"
+            except Exception as exc:  # keep trying: a dependency may come up later
+                reason = describe_error(exc)
+            delay = backoff.next_delay()
+            logger.info("agent %s not ready (%s); retrying in %.1fs", self.name, reason, delay)
+            await asyncio.sleep(delay)
+
+    async def aclose(self) -> None:
+        """Release the runner's connections (the app's shutdown)."""
+        await self.llm.aclose()
+
+    async def _produce(
+        self, user_request: str, thread_id: str, translator: _Translator, queue: asyncio.Queue[Any]
+    ) -> None:
+        try:
+            agent = await self._compiled_agent()
+            config = {
+                "configurable": {"thread_id": thread_id},
+                "recursion_limit": recursion_limit(self.max_tool_rounds),
+            }
+            inputs = {"messages": [*await self._repair_thread(agent, config), HumanMessage(user_request)]}
+            async for mode, chunk in agent.astream(inputs, config, stream_mode=["messages", "updates"]):
+                for event in translator.translate(mode, chunk):
+                    queue.put_nowait(event)
+        except Exception as exc:
+            event = error_event(exc)
+            if event.code == "internal":
+                logger.exception("agent %s run failed", self.name)
+            else:
+                logger.warning("agent %s run failed: %s", self.name, event.message)
+            queue.put_nowait(event)
+        finally:
+            queue.put_nowait(_END)
+
+    async def _repair_thread(self, agent: CompiledStateGraph, config: dict[str, Any]) -> list[ToolMessage]:
+        """Results for tool calls an earlier, cut-off run left open (chat APIs reject such a history)."""
+        state = await agent.aget_state(config)
+        open_calls = dangling_tool_calls((state.values or {}).get("messages", []))
+        return [
+            ToolMessage(
+                content="Not run: the previous request was stopped before this tool call finished.",
+                tool_call_id=call["id"],
+                name=call["name"],
+                status="error",
+            )
+            for call in open_calls
+        ]
+
+    async def _compiled_agent(self) -> CompiledStateGraph:
+        """The compiled graph, rebuilt only when the tool set (or the model) changed."""
+        tools = await self.tools.get_tools()
+        model = await self.llm.chat_model()
+        key = f"{model.model_name}|{tool_set_key(tools)}"
+        if self._agent is None or key != self._agent_key:
+            self._agent = build_tool_agent(
+                model,
+                tools,
+                system_prompt=self.spec.system_prompt,
+                checkpointer=self.checkpointer,
+                max_tool_rounds=self.max_tool_rounds,
+                name=self.name,
+            )
+            self._agent_key = key
+            logger.info("agent %s built with tools %s", self.name, sorted(t.name for t in tools))
+        return self._agent
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel the run's task and give it a moment to unwind (close its HTTP streams)."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)

@@ -1,0 +1,102 @@
+"""OpenAI-style error responses and request parsing, shared by the scripted model and the upstream proxy.
+
+OpenAI clients (``openai``, ``langchain-openai``) read ``{"error": {"message", "type", "param", "code"}}``
+and map the HTTP status to an exception class (400 ``BadRequestError``, 404 ``NotFoundError``, 422
+``UnprocessableEntityError``, 5xx ``InternalServerError``). Every error this package answers has that
+shape, including FastAPI's own 404/405 and validation errors.
+"""
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+class OpenAIError(Exception):
+    """An error to answer in the OpenAI shape; raise it from a route, :func:`install_error_handlers`
+    renders it."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.type = type or _TYPE_BY_STATUS.get(status_code, "server_error")
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code)
+
+    def sse_frame(self) -> bytes:
+        """The error as one SSE frame, for failures after a stream has started (the status is sent)."""
+        return f"data: {json.dumps(self.body())}\n\n".encode()
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 in the OpenAI shape."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def validation_error(exc: ValidationError | RequestValidationError) -> OpenAIError:
+    """A 400 naming the first invalid field, like OpenAI answers a malformed request."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    message = f"{first.get('msg', 'invalid value')}" + (f" (at '{param}')" if param else "")
+    return OpenAIError(400, message, param=param, code="invalid_value")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render :class:`OpenAIError`, HTTP errors (404 route, 405) and validation errors in the OpenAI shape."""
+
+    async def on_openai_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OpenAIError)
+        return exc.response()
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = "not_found" if exc.status_code == 404 else None
+        return OpenAIError(exc.status_code, str(exc.detail), code=code).response()
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_error(exc).response()
+
+    app.add_exception_handler(OpenAIError, on_openai_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -1,0 +1,123 @@
+"""JSON-over-HTTP upstream calls whose failures become tool errors an LLM (and a user) can read.
+
+Tool servers call public APIs that time out, go down, answer 5xx or send HTML error pages. Each such
+failure surfaces as a :class:`UpstreamError` (a FastMCP ``ToolError``) that names the upstream and what
+went wrong, never as a traceback.
+"""
+
+import json
+import logging
+from typing import Any
+
+import httpx
+from mcp.server.fastmcp.exceptions import ToolError
+
+logger = logging.getLogger(__name__)
+
+# An upstream that serves recorded or sample data says so in this header; tools pass it on so answers
+# built from such data can say they are (the bundled sample upstream sets it on every response).
+DATA_NOTICE_HEADER = "X-Data-Notice"
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class UpstreamError(ToolError):
+    """An upstream call failed; ``status`` is the HTTP status when the upstream answered at all."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamReply:
+    """A decoded upstream answer plus the data notice, if the upstream sent one."""
+
+    def __init__(self, data: Any, notice: str | None) -> None:
+        self.data = data
+        self.notice = notice
+
+
+def new_client(*, timeout_s: float, user_agent: str, accept: str = "application/json") -> httpx.AsyncClient:
+    """The HTTP client one replica shares between tool calls (connection pooling, one timeout)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s),
+        headers={"User-Agent": user_agent, "Accept": accept},
+        follow_redirects=True,
+    )
+
+
+class JSONUpstream:
+    """One upstream API: a display name for messages, a base URL, and the shared client."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        client: httpx.AsyncClient,
+        *,
+        retries: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.client = client
+        self.retries = retries
+        self.headers = headers or {}
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> UpstreamReply:
+        """GET ``path`` (relative to the base URL, or absolute) and decode JSON, retrying 5xx once."""
+        url = self.url(path)
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.client.get(url, params=params, headers=self.headers)
+            except httpx.TimeoutException as exc:
+                timeout = self.client.timeout.read
+                within = f"within {timeout:g} s" if timeout else "in time"
+                raise UpstreamError(f"{self.name} did not answer {within} ({url}).") from exc
+            except httpx.HTTPError as exc:
+                if attempt < self.retries:
+                    continue
+                raise UpstreamError(
+                    f"Could not reach {self.name} at {self.base_url}: {type(exc).__name__}: {exc}".rstrip(
+                        ": "
+                    )
+                ) from exc
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                logger.info("%s answered %s for %s, retrying", self.name, response.status_code, url)
+                continue
+            return self._decode(response)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _decode(self, response: httpx.Response) -> UpstreamReply:
+        where = response.request.url.copy_with(query=None)
+        if response.status_code >= 400:
+            raise UpstreamError(
+                f"{self.name} answered HTTP {response.status_code} for {where}: {_error_detail(response)}",
+                status=response.status_code,
+            )
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UpstreamError(
+                f"{self.name} sent a response that is not valid JSON for {where} "
+                f"(content-type {response.headers.get('content-type', 'unknown')})."
+            ) from exc
+        return UpstreamReply(data, response.headers.get(DATA_NOTICE_HEADER))
+
+
+def _error_detail(response: httpx.Response, limit: int = 300) -> str:
+    """The most useful human-readable part of an error body (problem+json, Open-Meteo, or text)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = " ".join(response.text.split())
+        return text[:limit] or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("detail", "reason", "title", "message", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value[:limit]
+    return json.dumps(body)[:limit]

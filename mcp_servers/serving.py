@@ -1,0 +1,178 @@
+"""Serve any FastMCP server as a stateless, autoscaled Ray Serve application.
+
+An MCP tool server only has to say *what* it serves (a factory returning a ``FastMCP``); this module owns
+*how*: streamable HTTP at exactly ``<route_prefix>/mcp``, stateless sessions (the Serve proxy spreads
+requests over replicas and does not pin MCP sessions), DNS-rebinding protection that accepts the hosts
+the platform is reached by, ``GET /health`` and the autoscaling knobs.
+
+Two library traps shape the code (see docs): ``@serve.ingress(app)`` deep-copies an app object, so a
+session manager started for the original is not the one serving requests ("Task group is not
+initialized"); and mcp's default Host check answers 421 to every host but localhost. Hence the ASGI app
+is built *on the replica* by a builder function, and the allowed hosts are configured explicitly.
+"""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+from mcp.server.fastmcp import FastMCP
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import BaseModel, Field, model_validator
+from ray import serve
+from ray.serve import Application
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from agent_runtime.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/health"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+ServerFactory = Callable[[], FastMCP]
+
+
+class MCPScalingArgs(BaseModel):
+    """How an MCP server app is replicated and which requests it accepts (Serve config ``args``)."""
+
+    min_replicas: int = Field(default=1, ge=0, description="Replicas kept running when idle.")
+    max_replicas: int = Field(default=20, ge=1, description="Upper bound for autoscaling.")
+    target_ongoing_requests: float = Field(
+        default=5, gt=0, description="Autoscaling target of in-flight requests per replica."
+    )
+    max_ongoing_requests: int = Field(
+        default=50, ge=1, description="Requests one replica accepts at once before the proxy queues them."
+    )
+    num_cpus: float = Field(default=0.2, ge=0, description="Logical CPUs reserved per replica.")
+    json_response: bool = Field(
+        default=True,
+        description="Answer MCP POSTs with plain JSON instead of an SSE stream (simpler through proxies; "
+        "set False if tools stream progress notifications).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted besides loopback and the hosts of SERVE_BASE_URL "
+        "and PUBLIC_BASE_URL; 'host' matches exactly, 'host:*' any port. Others get 421.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra Origin header values accepted (browsers); 'scheme://host:*' matches any port.",
+    )
+    dns_rebinding_protection: bool = Field(
+        default=True,
+        description="Check Host/Origin headers against the allowed lists. Disable only when a trusted "
+        "gateway in front of Serve already restricts hosts (e.g. an authenticated Anyscale service).",
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "MCPScalingArgs":
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) < min_replicas ({self.min_replicas})")
+        return self
+
+
+def _host_forms(url: str | None) -> tuple[list[str], list[str]]:
+    """Host header patterns and Origin patterns under which clients reach ``url``."""
+    if not url:
+        return [], []
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return [], []
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    scheme = parts.scheme or "http"
+    return [host, f"{host}:*"], [f"{scheme}://{host}", f"{scheme}://{host}:*"]
+
+
+def transport_security(args: MCPScalingArgs) -> TransportSecuritySettings:
+    """mcp's DNS-rebinding settings: loopback, the platform's own base URLs and ``args``' extra hosts."""
+    if not args.dns_rebinding_protection:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    settings = get_settings()
+    hosts = [pattern for host in LOOPBACK_HOSTS for pattern in (host, f"{host}:*")]
+    origins = [f"http://{host}:*" for host in LOOPBACK_HOSTS] + [
+        f"https://{host}:*" for host in LOOPBACK_HOSTS
+    ]
+    for url in (settings.serve_base_url, settings.public_base_url):
+        url_hosts, url_origins = _host_forms(url)
+        hosts += url_hosts
+        origins += url_origins
+    hosts += args.allowed_hosts
+    origins += args.allowed_origins
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+def _require_fresh(server: FastMCP) -> None:
+    """The transport settings are read when the session manager is made; it must not exist yet."""
+    try:
+        server.session_manager  # noqa: B018 - raises until streamable_http_app() was called
+    except RuntimeError:
+        return
+    raise ValueError("server_factory must return a new FastMCP whose streamable_http_app() was not called")
+
+
+def create_mcp_asgi_app(server_factory: ServerFactory, args: MCPScalingArgs | None = None) -> Starlette:
+    """The ASGI app of one replica: MCP at ``/mcp`` (stateless streamable HTTP) and ``GET /health``.
+
+    Usable without Ray (tests, ``uvicorn``). Transport settings of the factory's server are overridden:
+    the deployment, not the tool code, decides how it is served.
+    """
+    args = args or MCPScalingArgs()
+    server = server_factory()
+    _require_fresh(server)
+    server.settings.stateless_http = True
+    server.settings.json_response = args.json_response
+    server.settings.streamable_http_path = MCP_PATH
+    server.settings.transport_security = transport_security(args)
+    mcp_app = server.streamable_http_app()
+
+    async def health(_: Request) -> JSONResponse:
+        tools = [tool.name for tool in await server.list_tools()]
+        return JSONResponse({"ready": True, "server": server.name, "tools": tools})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Mounted apps' lifespans do not run; the session manager's task group must live here.
+        async with server.session_manager.run():
+            logger.info("MCP server %r serving %s", server.name, MCP_PATH)
+            yield
+
+    # The Serve proxy puts the route prefix into scope["root_path"]; Starlette routes on the path
+    # relative to it, so "/mcp" here is "<route_prefix>/mcp" from outside.
+    return Starlette(
+        routes=[Route(HEALTH_PATH, health, methods=["GET"]), Mount("/", app=mcp_app)],
+        lifespan=lifespan,
+    )
+
+
+def build_mcp_app(server_factory: ServerFactory, *, name: str, scaling: MCPScalingArgs) -> Application:
+    """A Serve application serving ``server_factory()`` on every replica; bind it at any route prefix.
+
+    ``server_factory`` must be picklable (a module-level function or a closure over picklable values):
+    Ray ships it to the replicas, which call it there.
+    """
+
+    def build_asgi_app() -> Starlette:
+        return create_mcp_asgi_app(server_factory, scaling)
+
+    deployment = serve.deployment(
+        serve.ingress(build_asgi_app)(),
+        name=name,
+        ray_actor_options={"num_cpus": scaling.num_cpus},
+        max_ongoing_requests=scaling.max_ongoing_requests,
+        autoscaling_config={
+            "min_replicas": scaling.min_replicas,
+            "initial_replicas": max(scaling.min_replicas, 1),
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+        },
+    )
+    return deployment.bind()

@@ -1,0 +1,40 @@
+"""The bundled sample upstream server: recorded weather, search and web responses for offline mode.
+
+It stands in for the public internet (NWS, Open-Meteo, Brave Search, web pages), which this platform's
+CI and many users' machines cannot reach. Every payload it serves is labelled as sample data.
+"""
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+from ray import serve
+from ray.serve import Application
+
+from sample_upstream.weather import router as weather_router
+from sample_upstream.web import router as web_router
+
+
+def create_app() -> FastAPI:
+    """The ASGI app; usable without Ray (``uvicorn sample_upstream.app:create_app --factory``)."""
+    app = FastAPI(title="Sample upstream (offline sample data)")
+    app.include_router(weather_router)
+    app.include_router(web_router)
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ready": True}
+
+    return app
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=100)
+@serve.ingress(create_app)
+class SampleUpstream:
+    """Serves :func:`create_app` behind the Serve proxy at ``/sample-upstream``."""
+
+
+class SampleUpstreamArgs(BaseModel):
+    num_replicas: int = Field(default=1, ge=1)
+
+
+def build_app(args: SampleUpstreamArgs) -> Application:
+    return SampleUpstream.options(num_replicas=args.num_replicas).bind()

@@ -1,0 +1,219 @@
+"""Test helpers for the agent runtime tests (no tests here): real HTTP servers on loopback.
+
+- :class:`ServerThread` serves any ASGI app with uvicorn in its own thread and event loop, so servers
+  can start late, stop, and be reached over real HTTP like in production.
+- :func:`create_playbook_llm` is an OpenAI-protocol chat model for runtime edge cases the offline
+  scripted model is not meant to produce on demand (a model that never stops calling tools, a slow
+  model, a model calling a failing tool). Each test registers a *playbook*, keyed by the user message,
+  of turns to play in order.
+- :func:`create_test_mcp_server` is a small FastMCP server (stateless streamable HTTP at ``/mcp``).
+"""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from mcp.server.fastmcp import FastMCP
+
+PLAYBOOK_MODEL_ID = "playbook-test-model"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on ``127.0.0.1:port`` from a background thread."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+# --- the playbook LLM -----------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """One model reply: text, tool calls (``[(name, args), ...]``), or both; after ``delay_s``."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    delay_s: float = 0.0
+
+
+@dataclass
+class Playbook:
+    """Turns played in order within one run; ``then`` is repeated once they are used up."""
+
+    turns: list[Turn]
+    then: Turn = field(default_factory=lambda: Turn(text="That is all I know."))
+
+    def turn(self, index: int) -> Turn:
+        return self.turns[index] if index < len(self.turns) else self.then
+
+
+@dataclass
+class PlaybookLLM:
+    app: FastAPI
+    playbooks: dict[str, Playbook]
+    requests: list[dict[str, Any]]
+
+
+def _turn_index(messages: list[dict[str, Any]]) -> tuple[str, int]:
+    """The run's user message and how many assistant replies followed it."""
+    for position in range(len(messages) - 1, -1, -1):
+        if messages[position]["role"] == "user":
+            later = messages[position + 1 :]
+            return str(messages[position]["content"]), sum(m["role"] == "assistant" for m in later)
+    return "", 0
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [part + (" " if i < len(parts) - 1 else "") for i, part in enumerate(parts)]
+
+
+def create_playbook_llm() -> PlaybookLLM:
+    """An OpenAI-compatible ``/v1`` app that plays registered playbooks (streaming and not)."""
+    app = FastAPI()
+    playbooks: dict[str, Playbook] = {}
+    requests: list[dict[str, Any]] = []
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": PLAYBOOK_MODEL_ID, "object": "model", "owned_by": "tests"}]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def completions(request: Request) -> JSONResponse | StreamingResponse:
+        body = await request.json()
+        requests.append(body)
+        user, index = _turn_index(body["messages"])
+        playbook = playbooks.get(user, Playbook(turns=[Turn(text=f"You said: {user}")]))
+        turn = playbook.turn(index)
+        calls = [
+            {"id": f"call_{uuid.uuid4().hex[:12]}", "name": name, "arguments": json.dumps(args)}
+            for name, args in turn.tool_calls
+        ]
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        if turn.delay_s:
+            await asyncio.sleep(turn.delay_s)
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+            if calls:
+                message["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"]},
+                    }
+                    for c in calls
+                ]
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+            return JSONResponse(
+                {
+                    "id": "cmpl",
+                    "object": "chat.completion",
+                    "model": PLAYBOOK_MODEL_ID,
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            )
+
+        async def chunks() -> AsyncIterator[str]:
+            def frame(delta: dict[str, Any], finish: str | None = None) -> str:
+                payload = {
+                    "id": "cmpl",
+                    "object": "chat.completion.chunk",
+                    "model": PLAYBOOK_MODEL_ID,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+                return f"data: {json.dumps(payload)}\n\n"
+
+            yield frame({"role": "assistant", "content": ""})
+            for word in _words(turn.text) if turn.text else []:
+                yield frame({"content": word})
+                await asyncio.sleep(0.01)
+            for position, call in enumerate(calls):
+                head = {"index": position, "id": call["id"], "type": "function"}
+                yield frame({"tool_calls": [{**head, "function": {"name": call["name"], "arguments": ""}}]})
+                args = call["arguments"]
+                for start in range(0, len(args), 5):
+                    piece = {"index": position, "function": {"arguments": args[start : start + 5]}}
+                    yield frame({"tool_calls": [piece]})
+            yield frame({}, "tool_calls" if calls else "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                tail = {"id": "cmpl", "object": "chat.completion.chunk", "choices": [], "usage": usage}
+                yield f"data: {json.dumps(tail)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    return PlaybookLLM(app=app, playbooks=playbooks, requests=requests)
+
+
+# --- a small MCP server -----------------------------------------------------------------------------
+
+
+def create_test_mcp_server(name: str = "test-tools") -> FastMCP:
+    """Tools: ``echo``, ``add``, ``fail`` (an MCP error result) and ``slow``."""
+    server = FastMCP(name, stateless_http=True, json_response=True)
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        return f"echo: {text}"
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @server.tool()
+    def fail(reason: str) -> str:
+        """Always fails with the given reason."""
+        raise ValueError(f"failed on purpose: {reason}")
+
+    @server.tool()
+    async def slow(seconds: float) -> str:
+        """Sleeps for the given number of seconds."""
+        await asyncio.sleep(seconds)
+        return "slept"
+
+    return server
+
+
+def serve_mcp(server: FastMCP, port: int | None = None) -> ServerThread:
+    """Serve ``server`` over streamable HTTP at ``http://127.0.0.1:<port>/mcp``."""
+    return ServerThread(server.streamable_http_app(), port=port).start()

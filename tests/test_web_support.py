@@ -1,0 +1,182 @@
+"""Real HTTP servers on loopback for the web tests, and tests of the sample web upstream itself."""
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from mcp import ClientSession
+from mcp.client.streamable_http import streamablehttp_client
+from mcp.types import CallToolResult, TextContent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sample_upstream.app import create_app
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def mcp_session(url: str) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session over streamable HTTP (the official client)."""
+    async with streamablehttp_client(url) as (read, write, _), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def call_tool(url: str, name: str, arguments: dict[str, Any]) -> CallToolResult:
+    async with mcp_session(url) as session:
+        return await session.call_tool(name, arguments)
+
+
+def result_text(result: CallToolResult) -> str:
+    return "\n".join(item.text for item in result.content if isinstance(item, TextContent))
+
+
+# -- a misbehaving web site for the fetcher tests ---------------------------------------------------
+
+HUGE_CHUNK = b"<p>" + b"all work and no play " * 3000 + b"</p>\n"  # ~63 KB
+
+
+def hostile_site() -> Starlette:
+    """Redirects to private addresses and in loops, endless and slow bodies, robots.txt variants."""
+    sent: dict[str, int] = {"huge": 0}
+
+    async def redirect(request: Request) -> Response:
+        return RedirectResponse(
+            request.query_params["to"], status_code=int(request.query_params.get("status", 302))
+        )
+
+    async def loop(request: Request) -> Response:
+        n = int(request.path_params["n"])
+        return RedirectResponse(f"/loop/{n + 1}", status_code=302)
+
+    async def huge(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(100_000):  # ~6 GB if nobody stops reading
+                if await request.is_disconnected():
+                    return
+                sent["huge"] += len(HUGE_CHUNK)
+                yield HUGE_CHUNK
+
+        return StreamingResponse(body(), media_type="text/html")
+
+    async def slow(_: Request) -> Response:
+        await asyncio.sleep(5)
+        return HTMLResponse("<p>too late</p>")
+
+    async def trickle(_: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(100):
+                yield b"<p>drip</p>\n"
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(body(), media_type="text/html")
+
+    async def echo(request: Request) -> Response:
+        return PlainTextResponse(f"host={request.headers.get('host')}")
+
+    async def pdf(_: Request) -> Response:
+        return Response(b"%PDF-1.4\n%sample\n", media_type="application/pdf")
+
+    async def untyped_binary(_: Request) -> Response:
+        response = Response(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
+        del response.headers["content-type"]
+        return response
+
+    async def robots(_: Request) -> Response:
+        return PlainTextResponse("User-agent: *\nDisallow: /private/\n")
+
+    async def private(_: Request) -> Response:
+        return HTMLResponse("<p>secret</p>")
+
+    app = Starlette(
+        routes=[
+            Route("/redirect", redirect),
+            Route("/loop/{n}", loop),
+            Route("/huge", huge),
+            Route("/slow", slow),
+            Route("/trickle", trickle),
+            Route("/echo", echo),
+            Route("/file.pdf", pdf),
+            Route("/untyped", untyped_binary),
+            Route("/robots.txt", robots),
+            Route("/private/page", private),
+        ]
+    )
+    app.state.sent = sent
+    return app
+
+
+# -- the sample upstream's web routes -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_url() -> Iterator[str]:
+    with serve_in_thread(create_app()) as url:
+        yield url
+
+
+async def test_sample_brave_answers_in_brave_shape_with_absolute_urls(sample_url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(
+            f"{sample_url}/brave/res/v1/web/search", params={"q": "Kyoto travel", "count": 2}
+        )
+    assert response.status_code == 200
+    assert response.headers["x-data-notice"].startswith("SAMPLE DATA")
+    results = response.json()["web"]["results"]
+    assert len(results) == 2
+    assert results[0]["url"] == f"{sample_url}/pages/kyoto.html"
+    assert "<strong>Kyoto</strong>" in results[0]["description"]
+    assert all("SAMPLE DATA" in result["title"] for result in results)
+
+
+async def test_sample_brave_validates_like_brave(sample_url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        empty = await client.get(f"{sample_url}/brave/res/v1/web/search", params={"q": " "})
+        too_many = await client.get(f"{sample_url}/brave/res/v1/web/search", params={"q": "x", "count": 21})
+        nothing = await client.get(f"{sample_url}/brave/res/v1/web/search", params={"q": "zzzz qqqq"})
+    assert empty.status_code == too_many.status_code == 422
+    assert empty.json()["error"]["code"] == "VALIDATION"
+    assert nothing.status_code == 200 and "web" not in nothing.json()
+
+
+async def test_sample_pages_redirect_binary_and_no_traversal(sample_url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        moved = await client.get(f"{sample_url}/pages/old-lisbon-guide.html")
+        image = await client.get(f"{sample_url}/pages/lisbon-map.png")
+        escape = await client.get(f"{sample_url}/pages/%2E%2E/search_results.json")
+        robots = await client.get(f"{sample_url}/robots.txt")
+    assert moved.status_code == 301 and moved.headers["location"] == "lisbon.html"
+    assert image.headers["content-type"] == "image/png" and image.content.startswith(b"\x89PNG")
+    assert escape.status_code == 404
+    assert "Disallow: /pages/private/" in robots.text
