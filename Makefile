@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run run-multi test test-unit lint format bench clean
+.PHONY: help install install-gpu run run-multi test test-unit lint format bench docs anyscale-requirements anyscale-deploy clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
 $(UV):
 	@echo "uv not found: installing it from PyPI into ~/.local/bin"
@@ -60,6 +60,17 @@ format: install ## Apply ruff formatting and safe fixes
 
 bench: install ## Print latency/throughput figures of the offline stack (bench/)
 	$(UV) run --frozen python -m bench.chat_latency
+
+docs: install ## Regenerate docs/configuration.md from the settings and builder args models
+	$(UV) run --frozen python -m agent_runtime.config_reference
+
+CONFIG ?= anyscale_service_config.yaml
+
+anyscale-requirements: install ## Write requirements.lock.txt (from uv.lock) for the Anyscale configs
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.lock.txt
+
+anyscale-deploy: anyscale-requirements ## Deploy CONFIG (default anyscale_service_config.yaml) with the anyscale CLI
+	$(UV) run --frozen anyscale service deploy -f $(CONFIG)
 
 clean: ## Remove the venv, caches and run files
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .ruff_cache test-artifacts

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agent_runtime.a2a_executor import ChatAgentExecutor
-from agent_runtime.deployment import ServeDeploymentArgs
+from agent_runtime.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
 from agent_runtime.settings import get_settings
 from agent_runtime.tool_sources import resolve_url
 
@@ -105,10 +105,8 @@ class A2AAgentArgs(ServeDeploymentArgs):
     task_timeout_s: float = Field(default=300.0, gt=0, description="Longest run of one task.")
     progress_interval_s: float = Field(default=1.0, ge=0, description="Shortest gap of text progress.")
     # The adapter only relays bytes: less CPU and more open streams per replica than a chat agent.
-    num_cpus: float = Field(default=0.1, gt=0, description="CPUs reserved per replica.")
-    max_ongoing_requests: int = Field(
-        default=200, ge=1, description="Concurrent requests (open streams) one replica accepts."
-    )
+    num_cpus: NumCpus = 0.1
+    max_ongoing_requests: MaxOngoingRequests = 200
 
     def resolve(self, spec: A2AAgentSpec | None) -> A2AAgentSpec:
         """The effective card fields: these args over the spec."""

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,13 +27,19 @@ from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
 
-from protocols.events import Done, Error, Metadata, Token, ToolCall, ToolResult, aiter_sse_events
+from protocols.events import (
+    THREAD_ID_PATTERN,
+    Done,
+    Error,
+    Metadata,
+    Token,
+    ToolCall,
+    ToolResult,
+    aiter_sse_events,
+)
 
 logger = logging.getLogger(__name__)
 
-# The thread ids ``POST /chat`` accepts (``agent_runtime.chat_app.THREAD_ID_PATTERN``; a test keeps the
-# two equal). Not imported: that module pulls the whole agent runtime into this light adapter.
-THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _THREAD_ID_RE = re.compile(THREAD_ID_PATTERN)
 _ERROR_BODY_LIMIT = 500
 _TOOL_CONTENT_LIMIT = 200
@@ -133,7 +140,12 @@ class ChatAgentExecutor(AgentExecutor):
             return
 
         thread_id = thread_id_for_context(context_id)
-        await updater.start_work(updater.new_agent_message([new_text_part("Working on the request.")]))
+        # started_at lands in the task's metadata: with the final status timestamp it gives the run's span.
+        await updater.update_status(
+            TaskState.TASK_STATE_WORKING,
+            updater.new_agent_message([new_text_part("Working on the request.")]),
+            metadata={"started_at": datetime.now(UTC).isoformat()},
+        )
         if task_id in self._canceled:
             return
         run = asyncio.create_task(self._run(updater, user_request, thread_id), name=f"a2a-chat:{task_id}")

@@ -26,13 +26,12 @@ from agent_runtime.deployment import ServeDeploymentArgs
 from agent_runtime.runner import AgentRunner
 from agent_runtime.settings import get_settings
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
-from protocols.events import encode_sse
+from protocols.events import THREAD_ID_PATTERN, encode_sse
 
 logger = logging.getLogger(__name__)
 
 MAX_USER_REQUEST_CHARS = 16_000
 MAX_BODY_BYTES = 256 * 1024
-THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class ChatRequest(BaseModel):

@@ -1,50 +1,74 @@
-"""Serve deployment sizing shared by agent apps (SSE chat, A2A): CPUs, concurrency, autoscaling.
+"""Serve deployment sizing shared by every app builder (agents, A2A adapters, MCP servers, the LLM).
 
-Defaults fit agents, which mostly wait on the LLM and tools: a fraction of a CPU per replica, and many
-concurrent requests per replica, because every open SSE stream holds one of Serve's
+One flat set of fields (``num_cpus``, ``min_replicas``, ``max_replicas``, ``target_ongoing_requests``,
+``max_ongoing_requests``) means the same in every Serve config; an app's args model subclasses
+:class:`ServeDeploymentArgs` and only changes defaults, via the annotated field types below (so
+constraints and descriptions live here once).
+
+The base defaults fit agents, which mostly wait on the LLM and tools: a fraction of a CPU per replica,
+and many concurrent requests per replica, because every open SSE stream holds one of Serve's
 ``max_ongoing_requests`` slots for the whole run (Serve's default of 5 would queue the sixth chat).
 """
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+NumCpus = Annotated[float, Field(ge=0, description="Logical CPUs reserved per replica.")]
+MinReplicas = Annotated[int, Field(ge=0, description="Replicas kept running when idle (0 scales to zero).")]
+MaxReplicas = Annotated[
+    int, Field(ge=1, description="Upper bound of replicas; above min_replicas enables autoscaling.")
+]
+TargetOngoingRequests = Annotated[
+    float,
+    Field(gt=0, description="Autoscaling target of concurrent requests (open streams) per replica."),
+]
+MaxOngoingRequests = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="Concurrent requests (open streams) one replica accepts before the proxy queues them.",
+    ),
+]
+
+
+def check_replica_bounds(min_replicas: int, max_replicas: int) -> None:
+    if max_replicas < min_replicas:
+        raise ValueError(f"max_replicas ({max_replicas}) must be >= min_replicas ({min_replicas})")
+
 
 class ServeDeploymentArgs(BaseModel):
-    """Builder args that size one agent deployment."""
+    """Builder args that size one deployment. Unknown fields are rejected, so a typo fails the deploy."""
 
     model_config = ConfigDict(extra="forbid")
 
-    num_cpus: float = Field(default=0.2, gt=0, description="CPUs reserved per replica.")
-    min_replicas: int = Field(default=1, ge=0, description="Replicas at idle (0 scales to zero).")
-    max_replicas: int = Field(
-        default=1, ge=1, description="Upper bound; above min_replicas enables autoscaling."
-    )
-    target_ongoing_requests: float = Field(
-        default=16, gt=0, description="Autoscaling target of concurrent requests (open streams) per replica."
-    )
-    max_ongoing_requests: int = Field(
-        default=64, ge=1, description="Concurrent requests (open streams) one replica accepts."
-    )
+    num_cpus: NumCpus = 0.2
+    min_replicas: MinReplicas = 1
+    max_replicas: MaxReplicas = 1
+    target_ongoing_requests: TargetOngoingRequests = 16
+    max_ongoing_requests: MaxOngoingRequests = 64
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> "ServeDeploymentArgs":
-        if self.max_replicas < self.min_replicas:
-            raise ValueError("max_replicas must be >= min_replicas")
+        check_replica_bounds(self.min_replicas, self.max_replicas)
         return self
 
+    def autoscaling_config(self) -> dict[str, Any]:
+        """Serve's ``autoscaling_config`` for these bounds."""
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
+
     def deployment_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``Deployment.options(...)``."""
+        """Keyword arguments for ``Deployment.options(...)``: autoscaled, or a fixed count if min == max."""
         options: dict[str, Any] = {
             "ray_actor_options": {"num_cpus": self.num_cpus},
             "max_ongoing_requests": self.max_ongoing_requests,
         }
         if self.max_replicas > self.min_replicas:
-            options["autoscaling_config"] = {
-                "min_replicas": self.min_replicas,
-                "max_replicas": self.max_replicas,
-                "target_ongoing_requests": self.target_ongoing_requests,
-            }
+            options["autoscaling_config"] = self.autoscaling_config()
         else:
             options["num_replicas"] = self.min_replicas
         return options

@@ -41,6 +41,11 @@ class PlatformSettings(BaseSettings):
     llm_upstream_api_key: SecretStr | None = Field(
         default=None, description="API key sent to the upstream LLM endpoint."
     )
+    llm_upstream_model: str | None = Field(
+        default=None,
+        description="Pin every upstream request to this model (e.g. gpt-4o-mini); /llm/v1/models "
+        "then lists only it.",
+    )
     llm_model: str | None = Field(
         default=None,
         description="Model id agents request from /llm; default: the first id /llm/v1/models lists.",

@@ -1,5 +1,6 @@
-"""The weather agent: answers weather questions with the weather MCP server's tools."""
+"""The weather agent: answers weather questions with the weather MCP server's tools (SSE and A2A)."""
 
+from agent_runtime.a2a_app import A2ASkill, a2a_app_builder
 from agent_runtime.chat_app import chat_app_builder
 from agent_runtime.mcp_tools import MCPServers
 from agent_runtime.spec import AgentSpec
@@ -29,3 +30,17 @@ SPEC = AgentSpec(
 )
 
 build_app = chat_app_builder(SPEC)
+
+build_a2a_app = a2a_app_builder(
+    SPEC,
+    skills=[
+        A2ASkill(
+            id="weather_forecast",
+            name="Weather forecast",
+            description="Forecast for any place by name: NWS in the US, Open-Meteo worldwide; alerts and "
+            "air quality on request.",
+            tags=["weather", "forecast", "alerts", "air quality"],
+            examples=["What is the weather in Seattle this week?", "Air quality in Lisbon today?"],
+        )
+    ],
+)

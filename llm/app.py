@@ -73,14 +73,14 @@ def build_app(args: LLMAppArgs) -> Application:
         base_url = upstream_base_url(args, settings)
         assert base_url is not None  # resolve_backend checked it
         api_key = args.upstream_api_key.get_secret_value() if args.upstream_api_key else None
-        return UpstreamLLM.options(**args.cpu_deployment_options()).bind(
-            base_url, api_key, args.upstream_model, args.request_timeout_s
+        return UpstreamLLM.options(**args.deployment_options()).bind(
+            base_url, api_key, args.upstream_model or settings.llm_upstream_model, args.request_timeout_s
         )
     logger.warning(
         "The /llm app serves %r, a deterministic offline model: answers quote tool results, "
         "they do not come from a real LLM",
         args.scripted_model_id,
     )
-    return ScriptedLLM.options(**args.cpu_deployment_options()).bind(
+    return ScriptedLLM.options(**args.deployment_options()).bind(
         args.scripted_model_id, args.scripted_token_delay_ms
     )

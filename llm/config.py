@@ -6,34 +6,24 @@ of the other backends are ignored. Unknown fields are rejected, so a typo fails 
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from agent_runtime.deployment import (
+    MaxOngoingRequests,
+    NumCpus,
+    ServeDeploymentArgs,
+    TargetOngoingRequests,
+    check_replica_bounds,
+)
 
 Backend = Literal["auto", "vllm", "upstream", "scripted"]
 BACKENDS: tuple[str, ...] = ("auto", "vllm", "upstream", "scripted")
 
 SCRIPTED_MODEL_ID = "scripted-offline-model"
+VLLM_DEFAULT_MAX_REPLICAS = 4
 
 
-class AutoscalingArgs(BaseModel):
-    """The subset of Serve's ``autoscaling_config`` these apps expose."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(default=4, ge=1)
-    target_ongoing_requests: float = Field(default=32, gt=0)
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> "AutoscalingArgs":
-        if self.max_replicas < self.min_replicas:
-            raise ValueError("autoscaling max_replicas must be >= min_replicas")
-        return self
-
-    def to_serve(self) -> dict[str, Any]:
-        return self.model_dump()
-
-
-class LLMAppArgs(BaseModel):
+class LLMAppArgs(ServeDeploymentArgs):
     """Everything the ``/llm`` app can be told; ``None`` fields fall back to platform settings."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -61,9 +51,6 @@ class LLMAppArgs(BaseModel):
         ge=0,
         description="Ray Serve LLM token batching window; 0 removes the ~50 ms TTFT cost (Ray #59681).",
     )
-    autoscaling: AutoscalingArgs = Field(
-        default_factory=AutoscalingArgs, description="Autoscaling of the vLLM replicas."
-    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra vLLM engine args; they override the fields above."
     )
@@ -77,7 +64,8 @@ class LLMAppArgs(BaseModel):
     )
     upstream_model: str | None = Field(
         default=None,
-        description="Pin every request to this upstream model; /v1/models then lists only it.",
+        description="Pin every request to this upstream model; /v1/models then lists only it. "
+        "Default LLM_UPSTREAM_MODEL.",
     )
     request_timeout_s: float = Field(default=300, gt=0, description="Upstream read timeout per request.")
 
@@ -87,24 +75,34 @@ class LLMAppArgs(BaseModel):
         default=0, ge=0, description="Pause between streamed chunks, to make streaming visible in a UI."
     )
 
-    # --- CPU replicas (upstream and scripted) -----------------------------------------------------------
-    num_cpus: float = Field(default=0.1, gt=0)
-    max_ongoing_requests: int = Field(default=100, ge=1)
-    num_replicas: int = Field(
-        default=1, ge=1, description="Fixed replica count when cpu_autoscaling is unset."
-    )
-    cpu_autoscaling: AutoscalingArgs | None = Field(
-        default=None, description="Autoscale the CPU replicas instead of running num_replicas."
+    # --- replicas (the shared sizing fields of ServeDeploymentArgs) -----------------------------------
+    # num_cpus and max_ongoing_requests size the CPU backends' replicas (upstream, scripted); vllm
+    # replicas are sized by Ray Serve LLM. The replica bounds and target apply to every backend.
+    num_cpus: NumCpus = 0.1
+    max_ongoing_requests: MaxOngoingRequests = 100
+    target_ongoing_requests: TargetOngoingRequests = 32
+    max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Upper bound of replicas; above min_replicas enables autoscaling. Unset means the "
+        f"backend's default: max(min_replicas, {VLLM_DEFAULT_MAX_REPLICAS}) for vllm; for the CPU backends "
+        "max(min_replicas, 1), a fixed replica count unless min_replicas is 0.",
     )
 
-    def cpu_deployment_options(self) -> dict[str, Any]:
-        """Serve deployment options for the CPU-only backends."""
-        options: dict[str, Any] = {
-            "ray_actor_options": {"num_cpus": self.num_cpus},
-            "max_ongoing_requests": self.max_ongoing_requests,
-        }
-        if self.cpu_autoscaling is not None:
-            options["autoscaling_config"] = self.cpu_autoscaling.to_serve()
-        else:
-            options["num_replicas"] = self.num_replicas
-        return options
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> "LLMAppArgs":  # replaces the base check: max_replicas may be unset
+        if self.max_replicas is not None:
+            check_replica_bounds(self.min_replicas, self.max_replicas)
+        return self
+
+    def sizing(self, backend: str) -> ServeDeploymentArgs:
+        """The replica sizing of ``backend``, an unset ``max_replicas`` replaced by its default."""
+        default_max = VLLM_DEFAULT_MAX_REPLICAS if backend == "vllm" else 1
+        fields = self.model_dump(include=set(ServeDeploymentArgs.model_fields))
+        if self.max_replicas is None:
+            fields["max_replicas"] = max(self.min_replicas, default_max)
+        return ServeDeploymentArgs.model_validate(fields)
+
+    def deployment_options(self) -> dict[str, Any]:
+        """Serve deployment options of the CPU backends (vllm builds its own deployments)."""
+        return self.sizing("cpu").deployment_options()

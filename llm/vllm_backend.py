@@ -35,7 +35,7 @@ def vllm_llm_config_kwargs(args: LLMAppArgs) -> dict[str, Any]:
         },
         "accelerator_type": args.accelerator_type,
         "engine_kwargs": engine_kwargs,
-        "deployment_config": {"autoscaling_config": args.autoscaling.to_serve()},
+        "deployment_config": {"autoscaling_config": args.sizing("vllm").autoscaling_config()},
         # Ray Serve LLM batches streamed tokens for 50 ms by default (Ray issue #59681).
         "experimental_configs": {"stream_batching_interval_ms": args.stream_batching_interval_ms},
     }

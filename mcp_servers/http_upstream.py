@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import Field
+
+from agent_runtime.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,20 @@ class UpstreamReply:
     def __init__(self, data: Any, notice: str | None) -> None:
         self.data = data
         self.notice = notice
+
+
+def upstream_base_url(configured: str | None, *, public: str, sample_path: str) -> str:
+    """An upstream API's base URL: the configured one; unset, the public API, or offline (``OFFLINE=1``)
+    the route at which the bundled sample upstream server imitates it."""
+    if configured:
+        return configured
+    settings = get_settings()
+    return settings.sample_upstream_url + sample_path if settings.offline else public
+
+
+def base_url_field(api: str, public: str) -> Any:
+    """A builder-args field for an upstream API's base URL; unset, :func:`upstream_base_url` decides."""
+    return Field(default=None, description=f"{api} base URL; default {public} (offline: sample upstream).")
 
 
 def new_client(*, timeout_s: float, user_agent: str, accept: str = "application/json") -> httpx.AsyncClient:

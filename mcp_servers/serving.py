@@ -14,11 +14,12 @@ is built *on the replica* by a builder function, and the allowed hosts are confi
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field
 from ray import serve
 from ray.serve import Application
 from starlette.applications import Starlette
@@ -26,6 +27,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from agent_runtime.deployment import (
+    MaxOngoingRequests,
+    MaxReplicas,
+    NumCpus,
+    ServeDeploymentArgs,
+    TargetOngoingRequests,
+)
 from agent_runtime.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -37,18 +45,16 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 ServerFactory = Callable[[], FastMCP]
 
 
-class MCPScalingArgs(BaseModel):
-    """How an MCP server app is replicated and which requests it accepts (Serve config ``args``)."""
+class MCPScalingArgs(ServeDeploymentArgs):
+    """How an MCP server app is replicated and which requests it accepts (Serve config ``args``).
 
-    min_replicas: int = Field(default=1, ge=0, description="Replicas kept running when idle.")
-    max_replicas: int = Field(default=20, ge=1, description="Upper bound for autoscaling.")
-    target_ongoing_requests: float = Field(
-        default=5, gt=0, description="Autoscaling target of in-flight requests per replica."
-    )
-    max_ongoing_requests: int = Field(
-        default=50, ge=1, description="Requests one replica accepts at once before the proxy queues them."
-    )
-    num_cpus: float = Field(default=0.2, ge=0, description="Logical CPUs reserved per replica.")
+    Tool calls are short and many: autoscale early (5 in flight per replica) up to 20 replicas.
+    """
+
+    num_cpus: NumCpus = 0.2
+    max_replicas: MaxReplicas = 20
+    target_ongoing_requests: TargetOngoingRequests = 5
+    max_ongoing_requests: MaxOngoingRequests = 50
     json_response: bool = Field(
         default=True,
         description="Answer MCP POSTs with plain JSON instead of an SSE stream (simpler through proxies; "
@@ -69,11 +75,9 @@ class MCPScalingArgs(BaseModel):
         "gateway in front of Serve already restricts hosts (e.g. an authenticated Anyscale service).",
     )
 
-    @model_validator(mode="after")
-    def _check_bounds(self) -> "MCPScalingArgs":
-        if self.max_replicas < self.min_replicas:
-            raise ValueError(f"max_replicas ({self.max_replicas}) < min_replicas ({self.min_replicas})")
-        return self
+    def autoscaling_config(self) -> dict[str, Any]:
+        # Start one replica even when scaling to zero, so a deploy brings up a server that answers.
+        return {**super().autoscaling_config(), "initial_replicas": max(self.min_replicas, 1)}
 
 
 def _host_forms(url: str | None) -> tuple[list[str], list[str]]:
@@ -163,16 +167,5 @@ def build_mcp_app(server_factory: ServerFactory, *, name: str, scaling: MCPScali
     def build_asgi_app() -> Starlette:
         return create_mcp_asgi_app(server_factory, scaling)
 
-    deployment = serve.deployment(
-        serve.ingress(build_asgi_app)(),
-        name=name,
-        ray_actor_options={"num_cpus": scaling.num_cpus},
-        max_ongoing_requests=scaling.max_ongoing_requests,
-        autoscaling_config={
-            "min_replicas": scaling.min_replicas,
-            "initial_replicas": max(scaling.min_replicas, 1),
-            "max_replicas": scaling.max_replicas,
-            "target_ongoing_requests": scaling.target_ongoing_requests,
-        },
-    )
+    deployment = serve.deployment(serve.ingress(build_asgi_app)(), name=name, **scaling.deployment_options())
     return deployment.bind()

@@ -16,7 +16,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 from ray.serve import Application
 
-from agent_runtime.settings import get_settings
+from mcp_servers.http_upstream import base_url_field, upstream_base_url
 from mcp_servers.serving import MCPScalingArgs, build_mcp_app
 from mcp_servers.weather_service import (
     MAX_FORECAST_DAYS,
@@ -25,6 +25,10 @@ from mcp_servers.weather_service import (
     WeatherEndpoints,
     WeatherService,
 )
+
+OPEN_METEO_FORECAST_URL = "https://api.open-meteo.com"
+OPEN_METEO_GEOCODING_URL = "https://geocoding-api.open-meteo.com"
+OPEN_METEO_AIR_QUALITY_URL = "https://air-quality-api.open-meteo.com"
 
 # Where the sample upstream app (sample_upstream.weather) serves each API, below its route.
 SAMPLE_NWS_PATH = "/nws"
@@ -44,20 +48,11 @@ SERVER_INSTRUCTIONS = (
 class WeatherServerArgs(MCPScalingArgs):
     """Serve config ``args`` of the weather MCP app (scaling fields come from ``MCPScalingArgs``)."""
 
-    nws_base_url: str | None = Field(
-        default=None,
-        description=f"NWS API base URL; default {NWS_PUBLIC_BASE_URL} (offline: sample upstream).",
-    )
-    open_meteo_forecast_url: str | None = Field(
-        default=None, description="Open-Meteo forecast base URL; default https://api.open-meteo.com."
-    )
-    open_meteo_geocoding_url: str | None = Field(
-        default=None,
-        description="Open-Meteo geocoding base URL; default https://geocoding-api.open-meteo.com.",
-    )
-    open_meteo_air_quality_url: str | None = Field(
-        default=None,
-        description="Open-Meteo air quality base URL; default https://air-quality-api.open-meteo.com.",
+    nws_base_url: str | None = base_url_field("NWS API", NWS_PUBLIC_BASE_URL)
+    open_meteo_forecast_url: str | None = base_url_field("Open-Meteo forecast", OPEN_METEO_FORECAST_URL)
+    open_meteo_geocoding_url: str | None = base_url_field("Open-Meteo geocoding", OPEN_METEO_GEOCODING_URL)
+    open_meteo_air_quality_url: str | None = base_url_field(
+        "Open-Meteo air quality", OPEN_METEO_AIR_QUALITY_URL
     )
     user_agent: str = Field(
         default=DEFAULT_USER_AGENT,
@@ -68,25 +63,20 @@ class WeatherServerArgs(MCPScalingArgs):
 
     def endpoints(self) -> WeatherEndpoints:
         """Base URLs with unset ones resolved: the public APIs, or the sample upstream when offline."""
-        settings = get_settings()
-
-        def resolve(value: str | None, public: str, sample_path: str) -> str:
-            if value:
-                return value
-            return settings.sample_upstream_url + sample_path if settings.offline else public
-
         return WeatherEndpoints(
-            nws=resolve(self.nws_base_url, NWS_PUBLIC_BASE_URL, SAMPLE_NWS_PATH),
-            forecast=resolve(
-                self.open_meteo_forecast_url, "https://api.open-meteo.com", SAMPLE_FORECAST_PATH
+            nws=upstream_base_url(self.nws_base_url, public=NWS_PUBLIC_BASE_URL, sample_path=SAMPLE_NWS_PATH),
+            forecast=upstream_base_url(
+                self.open_meteo_forecast_url, public=OPEN_METEO_FORECAST_URL, sample_path=SAMPLE_FORECAST_PATH
             ),
-            geocoding=resolve(
-                self.open_meteo_geocoding_url, "https://geocoding-api.open-meteo.com", SAMPLE_GEOCODING_PATH
+            geocoding=upstream_base_url(
+                self.open_meteo_geocoding_url,
+                public=OPEN_METEO_GEOCODING_URL,
+                sample_path=SAMPLE_GEOCODING_PATH,
             ),
-            air_quality=resolve(
+            air_quality=upstream_base_url(
                 self.open_meteo_air_quality_url,
-                "https://air-quality-api.open-meteo.com",
-                SAMPLE_AIR_QUALITY_PATH,
+                public=OPEN_METEO_AIR_QUALITY_URL,
+                sample_path=SAMPLE_AIR_QUALITY_PATH,
             ),
             user_agent=self.user_agent,
             timeout_s=self.timeout_s,

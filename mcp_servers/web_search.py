@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from ray.serve import Application
 
 from agent_runtime.settings import get_settings
-from mcp_servers.http_upstream import new_client
+from mcp_servers.http_upstream import base_url_field, new_client, upstream_base_url
 from mcp_servers.serving import MCPScalingArgs, build_mcp_app
 from mcp_servers.url_guard import Resolver, TrustedHost, UrlGuard
 from mcp_servers.web_brave import MAX_COUNT, BraveSearch
@@ -49,10 +49,7 @@ SERVER_INSTRUCTIONS = (
 class WebSearchServerArgs(MCPScalingArgs):
     """Serve config ``args`` of the web search MCP app (scaling fields come from ``MCPScalingArgs``)."""
 
-    brave_base_url: str | None = Field(
-        default=None,
-        description=f"Brave Search API base URL; default {BRAVE_PUBLIC_BASE_URL} (offline: sample upstream).",
-    )
+    brave_base_url: str | None = base_url_field("Brave Search API", BRAVE_PUBLIC_BASE_URL)
     brave_api_key: SecretStr | None = Field(
         default=None,
         description="Brave Search API key; default the BRAVE_API_KEY env var (prefer it: configs are not "
@@ -93,14 +90,9 @@ class WebSearchServerArgs(MCPScalingArgs):
         """(base URL, API key, key required): unset values from the settings; offline, the sample upstream."""
         settings = get_settings()
         key = self.brave_api_key or settings.brave_api_key
-        if self.brave_base_url:
-            base_url = self.brave_base_url
-        else:
-            base_url = (
-                settings.sample_upstream_url + SAMPLE_BRAVE_PATH
-                if settings.offline
-                else BRAVE_PUBLIC_BASE_URL
-            )
+        base_url = upstream_base_url(
+            self.brave_base_url, public=BRAVE_PUBLIC_BASE_URL, sample_path=SAMPLE_BRAVE_PATH
+        )
         return base_url, key.get_secret_value() if key else None, not settings.offline
 
     def resolved_trusted_hosts(self) -> list[str]:

@@ -10,6 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+# The thread ids ``POST /chat`` accepts: what a client (or the A2A adapter mapping its context ids) may
+# send as ``thread_id``. Conservative so they are safe as checkpointer keys and in logs and headers.
+THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
 
 class Metadata(BaseModel):
     type: Literal["metadata"] = "metadata"

@@ -76,9 +76,15 @@ class ServeStack:
         self._apply(timeout_s, waiting_for=[app["name"] for app in config["applications"]])
 
     def remove(self, *names: str, timeout_s: float = 120) -> None:
+        """Delete applications and wait until Serve no longer lists them."""
         for name in names:
             self.apps.pop(name, None)
         self._apply(timeout_s, waiting_for=[])
+        deadline = time.monotonic() + timeout_s
+        while remaining := set(names) & set(serve.status().applications):
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"apps still present after {timeout_s:.0f}s: {sorted(remaining)}")
+            time.sleep(0.5)
 
     def _apply(self, timeout_s: float, waiting_for: list[str]) -> None:
         schema = ServeDeploySchema.model_validate(

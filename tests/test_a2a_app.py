@@ -28,11 +28,12 @@ from a2a.types import (
 from a2a.utils.constants import TransportProtocol
 from pydantic import ValidationError
 
-from agent_runtime import chat_app
 from agent_runtime.a2a_app import A2AAgentArgs, A2AAgentSpec, A2ASkill, a2a_app_builder, create_a2a_app
-from agent_runtime.a2a_executor import THREAD_ID_PATTERN, thread_id_for_context
+from agent_runtime.a2a_executor import thread_id_for_context
 from agent_runtime.settings import get_settings
-from tests.test_a2a_support import ChatPeer, free_port, serve_asgi
+from protocols.events import THREAD_ID_PATTERN
+from tests.support.servers import free_port
+from tests.test_a2a_support import ChatPeer, peer_url_fixture, serve_prefixed
 
 PREFIX = "/a2a-weather"
 SPEC = A2AAgentSpec(
@@ -58,11 +59,7 @@ class A2AServer:
         return ClientFactory(config).create_from_url(self.url)
 
 
-@pytest.fixture(scope="module")
-async def peer_url() -> AsyncIterator[tuple[ChatPeer, str]]:
-    peer = ChatPeer()
-    async with serve_asgi(peer.app()) as url:
-        yield peer, url
+peer_url = peer_url_fixture()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +71,7 @@ async def server(peer_url: tuple[ChatPeer, str]) -> AsyncIterator[A2AServer]:
     app = create_a2a_app(
         spec, public_base_url=f"http://127.0.0.1:{port}", progress_interval_s=60, task_store=store
     )
-    async with serve_asgi(app, port=port, prefix=PREFIX) as base:
+    async with serve_prefixed(app, PREFIX, port) as base:
         yield A2AServer(peer, base, store)
 
 
@@ -261,12 +258,11 @@ async def test_context_maps_to_a_stable_thread(server: A2AServer) -> None:
 
 
 def test_thread_id_for_context_is_valid_and_deterministic() -> None:
-    assert THREAD_ID_PATTERN == chat_app.THREAD_ID_PATTERN
     assert thread_id_for_context("ctx-1.a:b_c") == "ctx-1.a:b_c"
     for odd in ("user@example.com/" + "x" * 200, "-leading-dash", "x" * 129, "ünïcode"):
         mapped = thread_id_for_context(odd)
         assert mapped == thread_id_for_context(odd) and mapped != thread_id_for_context(odd + "y")
-        assert mapped.startswith("a2a-") and re.match(chat_app.THREAD_ID_PATTERN, mapped)
+        assert mapped.startswith("a2a-") and re.match(THREAD_ID_PATTERN, mapped)
 
 
 async def test_empty_message_is_rejected(server: A2AServer) -> None:
@@ -310,7 +306,7 @@ async def test_unreachable_agent_fails_the_task_clearly() -> None:
     app = create_a2a_app(
         SPEC.model_copy(update={"agent_url": dead}), public_base_url=f"http://127.0.0.1:{port}"
     )
-    async with serve_asgi(app, port=port, prefix=PREFIX):
+    async with serve_prefixed(app, PREFIX, port):
         server = A2AServer(ChatPeer(), f"http://127.0.0.1:{port}", InMemoryTaskStore())
         task = await send_blocking(server, "anyone there?")
     assert task.status.state == TaskState.TASK_STATE_FAILED
@@ -323,7 +319,7 @@ async def test_task_timeout_fails_the_task_and_closes_the_stream(peer_url: tuple
     port = free_port()
     spec = SPEC.model_copy(update={"agent_url": url})
     app = create_a2a_app(spec, public_base_url=f"http://127.0.0.1:{port}", task_timeout_s=0.5)
-    async with serve_asgi(app, port=port, prefix=PREFIX):
+    async with serve_prefixed(app, PREFIX, port):
         server = A2AServer(peer, f"http://127.0.0.1:{port}", InMemoryTaskStore())
         task = await send_blocking(server, "slow: timeout", context_id="ctx-timeout")
     assert task.status.state == TaskState.TASK_STATE_FAILED

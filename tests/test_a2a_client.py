@@ -22,7 +22,8 @@ from protocols.a2a_client import (
     resolve_card,
 )
 from protocols.a2a_tool import A2AAgents, a2a_agent_tool, describe_card
-from tests.test_a2a_support import ChatPeer, free_port, serve_asgi
+from tests.support.servers import free_port
+from tests.test_a2a_support import ChatPeer, peer_url_fixture, serve_prefixed
 
 PREFIX = "/a2a-research"
 SPEC = A2AAgentSpec(
@@ -41,16 +42,12 @@ def make_app(peer_url: str, **options):
     )
 
 
-@pytest.fixture(scope="module")
-async def peer_url() -> AsyncIterator[tuple[ChatPeer, str]]:
-    peer = ChatPeer()
-    async with serve_asgi(peer.app()) as url:
-        yield peer, url
+peer_url = peer_url_fixture()
 
 
 @pytest.fixture(scope="module")
 async def agent_url(peer_url: tuple[ChatPeer, str]) -> AsyncIterator[str]:
-    async with serve_asgi(make_app(peer_url[1]), prefix=PREFIX) as base:
+    async with serve_prefixed(make_app(peer_url[1]), PREFIX) as base:
         yield base + PREFIX
 
 
@@ -106,7 +103,7 @@ async def test_execute_text_unavailable_without_agent() -> None:
 
 async def test_execute_text_unavailable_when_agent_goes_away(peer_url: tuple[ChatPeer, str]) -> None:
     port = free_port()
-    async with serve_asgi(make_app(peer_url[1]), port=port, prefix=PREFIX) as base:
+    async with serve_prefixed(make_app(peer_url[1]), PREFIX, port) as base:
         url = base + PREFIX
         assert (await a2a_execute_text(url, "hi")).text.startswith("echo: hi")
     with pytest.raises(A2AUnavailable, match="research unavailable at .*: Network communication error"):
@@ -144,7 +141,7 @@ async def test_tool_failure_is_a_tool_error_not_a_crash(agent_url: str) -> None:
 
 async def test_tool_reports_unavailable_agent(peer_url: tuple[ChatPeer, str]) -> None:
     port = free_port()
-    async with serve_asgi(make_app(peer_url[1]), port=port, prefix=PREFIX) as base:
+    async with serve_prefixed(make_app(peer_url[1]), PREFIX, port) as base:
         tool = await a2a_agent_tool(base + PREFIX)
     assert tool.name == "a2a_research"
     result = await tool.ainvoke({"query": "hello"})
@@ -157,7 +154,7 @@ async def test_tool_source_waits_for_peer_that_starts_later(peer_url: tuple[Chat
     assert await source.get_tools() == []
     status = source.status()["a2a_research"]
     assert not status.ok and "no agent card" in (status.error or "")
-    async with serve_asgi(make_app(peer_url[1]), port=port, prefix=PREFIX):
+    async with serve_prefixed(make_app(peer_url[1]), PREFIX, port):
         await asyncio.sleep(0.7)  # past the first retry delay (0.5 s ± 20 %)
         [tool] = await source.get_tools()
         assert (await tool.ainvoke({"query": "late"})).startswith("echo: late")

@@ -1,4 +1,4 @@
-"""Shared pieces of the A2A tests: a test peer that speaks the ``/chat`` SSE contract, and uvicorn servers.
+"""Shared pieces of the A2A tests: a test peer that speaks the ``/chat`` SSE contract, and serving apps.
 
 The peer plays the SSE agent the A2A app adapts. What it does is chosen by the request text:
 
@@ -13,20 +13,21 @@ It records every request and every stream the client closed, so tests can check 
 """
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
-import uvicorn
+import pytest
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from protocols.events import Done, Error, Metadata, Token, ToolCall, ToolResult, Usage, encode_sse
+from tests.support.servers import RoutePrefix, serve_in_loop
 
 
 @dataclass
@@ -88,32 +89,20 @@ class ChatPeer:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def peer_url_fixture() -> Any:
+    """A module-scoped ``peer_url`` fixture, ``(peer, base URL)``: a :class:`ChatPeer` served in the
+    test's event loop (its asyncio events are shared with the tests). Use: ``peer_url = peer_url_fixture()``.
+    """
+
+    @pytest.fixture(scope="module", name="peer_url")
+    async def peer_url() -> AsyncIterator[tuple[ChatPeer, str]]:
+        peer = ChatPeer()
+        async with serve_in_loop(peer.app()) as url:
+            yield peer, url
+
+    return peer_url
 
 
-@asynccontextmanager
-async def serve_asgi(app: ASGIApp, port: int | None = None, prefix: str = "") -> AsyncIterator[str]:
-    """Serve ``app`` (mounted at ``prefix``, as the Serve proxy does) with uvicorn; yields the base URL."""
-    port = port or free_port()
-    if prefix:
-        app = Starlette(routes=[Mount(prefix, app=app)], lifespan=_lifespan_of(app))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-def _lifespan_of(app: ASGIApp):
-    """Starlette does not run a mounted app's lifespan: run it from the outer app."""
-    router = getattr(app, "router", None)
-    return getattr(router, "lifespan_context", None)
+def serve_prefixed(app: ASGIApp, prefix: str, port: int | None = None) -> AbstractAsyncContextManager[str]:
+    """Serve ``app`` behind the route ``prefix`` in the test's event loop; yields the base URL."""
+    return serve_in_loop(RoutePrefix(app, prefix), port)

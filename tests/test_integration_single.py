@@ -11,7 +11,7 @@ from ray import serve
 
 from protocols.events import Done, Metadata, Token, ToolCall, ToolResult, parse_sse_lines
 from tests.stack import ROOT, ServeStack
-from tests.test_mcp_serving_support import mcp_session, tool_text
+from tests.support.servers import mcp_session, tool_text
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,13 @@ def no_gpu_query() -> float:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch):
-    for name in ("LLM_BACKEND", "OFFLINE", "LLM_UPSTREAM_BASE_URL", "LLM_UPSTREAM_API_KEY"):
+    for name in (
+        "LLM_BACKEND",
+        "OFFLINE",
+        "LLM_UPSTREAM_BASE_URL",
+        "LLM_UPSTREAM_API_KEY",
+        "LLM_UPSTREAM_MODEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield monkeypatch
@@ -86,11 +92,11 @@ def test_args_reject_typos_and_bad_values() -> None:
     with pytest.raises(ValidationError):
         LLMAppArgs.model_validate({"max_model_lenght": 4096})
     with pytest.raises(ValidationError):
-        LLMAppArgs.model_validate({"autoscaling": {"min_replicas": 3, "max_replicas": 2}})
+        LLMAppArgs.model_validate({"min_replicas": 3, "max_replicas": 2})
 
 
 def test_build_app_scripted_deployment(clean_env: pytest.MonkeyPatch) -> None:
-    app = build_app(LLMAppArgs(backend="scripted", num_cpus=0.2, num_replicas=2))
+    app = build_app(LLMAppArgs(backend="scripted", num_cpus=0.2, min_replicas=2))
     deployment = app._bound_deployment
     assert deployment.name == "ScriptedLLM"
     assert deployment.ray_actor_options["num_cpus"] == 0.2
@@ -99,7 +105,7 @@ def test_build_app_scripted_deployment(clean_env: pytest.MonkeyPatch) -> None:
 
 
 def test_build_app_cpu_autoscaling(clean_env: pytest.MonkeyPatch) -> None:
-    args = LLMAppArgs(backend="scripted", cpu_autoscaling={"min_replicas": 1, "max_replicas": 3})
+    args = LLMAppArgs(backend="scripted", min_replicas=1, max_replicas=3)
     autoscaling = build_app(args)._bound_deployment._deployment_config.autoscaling_config
     assert (autoscaling.min_replicas, autoscaling.max_replicas) == (1, 3)
 
@@ -111,6 +117,16 @@ def test_build_app_upstream_keeps_env_secrets_out_of_the_app_graph(clean_env: py
     deployment = app._bound_deployment
     assert deployment.name == "UpstreamLLM"
     assert deployment.init_args == ("http://upstream.example/v1", None, "m1", 30)
+
+
+def test_upstream_model_pin_falls_back_to_env(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("LLM_UPSTREAM_BASE_URL", "http://upstream.example/v1")
+    clean_env.setenv("LLM_UPSTREAM_MODEL", "gpt-from-env")
+    pinned_by_env = build_app(LLMAppArgs(backend="upstream"))._bound_deployment.init_args
+    pinned_by_args = build_app(
+        LLMAppArgs(backend="upstream", upstream_model="m1")
+    )._bound_deployment.init_args
+    assert pinned_by_env[2] == "gpt-from-env" and pinned_by_args[2] == "m1"
 
 
 def test_build_app_auto_logs_the_choice_loudly(
@@ -155,7 +171,9 @@ def test_vllm_kwargs_overrides() -> None:
         accelerator_type=None,
         enable_auto_tool_choice=False,
         engine_kwargs={"max_model_len": 8192, "enforce_eager": True},
-        autoscaling={"min_replicas": 2, "max_replicas": 8, "target_ongoing_requests": 16},
+        min_replicas=2,
+        max_replicas=8,
+        target_ongoing_requests=16,
         stream_batching_interval_ms=10,
     )
     kwargs = vllm_llm_config_kwargs(args)
@@ -188,3 +206,20 @@ def test_vllm_without_ray_llm_names_the_gpu_extra(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "ray.serve.llm", None)  # what an install without ray[llm] looks like
     with pytest.raises(RuntimeError, match="uv sync --extra gpu"):
         build_vllm_app(LLMAppArgs(backend="vllm"))
+
+
+def test_replica_bounds_default_per_backend() -> None:
+    """One set of sizing fields; unset max_replicas: a fixed count on CPU, up to 4 vLLM replicas."""
+    args = LLMAppArgs()
+    assert args.deployment_options() == {
+        "ray_actor_options": {"num_cpus": 0.1},
+        "max_ongoing_requests": 100,
+        "num_replicas": 1,
+    }
+    assert args.sizing("vllm").autoscaling_config() == {
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "target_ongoing_requests": 32,
+    }
+    assert LLMAppArgs(min_replicas=6).sizing("vllm").max_replicas == 6
+    assert LLMAppArgs(min_replicas=3).deployment_options()["num_replicas"] == 3

@@ -10,7 +10,8 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from llm.scripted.server import create_app
-from tests.test_llm_support import PLACES, WEATHER_TOOLS, forecast_text, serve_asgi, stand_in_tools
+from tests.support.servers import serve_in_thread
+from tests.test_llm_support import PLACES, WEATHER_TOOLS, forecast_text, stand_in_tools
 
 MODEL = "scripted-offline-model"
 
@@ -35,7 +36,7 @@ def get_alerts(state: str) -> str:
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[ChatOpenAI]:
-    with serve_asgi(create_app()) as url:
+    with serve_in_thread(create_app()) as url:
         yield ChatOpenAI(
             model=MODEL, base_url=f"{url}/v1", api_key="unused", stream_usage=True, max_retries=0
         )

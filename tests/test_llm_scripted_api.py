@@ -10,14 +10,15 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from llm.scripted.server import create_app
-from tests.test_llm_support import PLACES, WEATHER_TOOLS, forecast_text, serve_asgi, stand_in_tools
+from tests.support.servers import serve_in_thread
+from tests.test_llm_support import PLACES, WEATHER_TOOLS, forecast_text, stand_in_tools
 
 MODEL = "scripted-offline-model"
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    with serve_asgi(create_app()) as url:
+    with serve_in_thread(create_app()) as url:
         yield url
 
 

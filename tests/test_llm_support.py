@@ -1,38 +1,14 @@
-"""Shared helpers of the ``test_llm_*`` tests (no tests here): serving an ASGI app on a real loopback port,
-tool definitions shaped like the platform's weather, web and A2A tools, and an agent loop that runs the
-scripted model against local stand-in tool functions.
+"""Shared helpers of the ``test_llm_*`` tests (no tests here): tool definitions shaped like the platform's
+weather, web and A2A tools, and an agent loop that runs the scripted model against local stand-in tool
+functions.
 """
 
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
-
-import uvicorn
 
 from llm.scripted.completion import generate_reply
 from llm.scripted.protocol import ChatCompletionRequest
-
-
-@contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1 (random port) in a thread; yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def function_tool(

@@ -16,7 +16,8 @@ from openai import OpenAI
 from llm.scripted.server import create_app as create_scripted_app
 from llm.upstream import UpstreamTarget
 from llm.upstream import create_app as create_upstream_app
-from tests.test_llm_support import WEATHER_TOOLS, serve_asgi
+from tests.support.servers import serve_in_thread
+from tests.test_llm_support import WEATHER_TOOLS
 
 MODEL = "scripted-offline-model"
 
@@ -38,12 +39,12 @@ class RecordingHeaders:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[str, RecordingHeaders]]:
     recorder = RecordingHeaders(create_scripted_app())
-    with serve_asgi(recorder) as url:
+    with serve_in_thread(recorder) as url:
         yield url, recorder
 
 
 def proxy_client(target: UpstreamTarget) -> Iterator[OpenAI]:
-    with serve_asgi(create_upstream_app(target)) as url:
+    with serve_in_thread(create_upstream_app(target)) as url:
         yield OpenAI(base_url=f"{url}/v1", api_key="client-key", max_retries=0)
 
 
@@ -136,7 +137,7 @@ def _misbehaving_upstream() -> FastAPI:
 
 
 def test_timeouts_are_504_and_non_json_errors_are_wrapped() -> None:
-    with serve_asgi(_misbehaving_upstream()) as url:
+    with serve_in_thread(_misbehaving_upstream()) as url:
         for client in proxy_client(UpstreamTarget(f"{url}/v1", timeout_s=0.5)):
             with pytest.raises(openai.APIStatusError) as caught:
                 client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from agent_runtime.settings import get_settings
 from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app, transport_security
-from tests.test_mcp_serving_support import RoutePrefix, ServedApp, mcp_session, tool_text
+from tests.support.servers import RoutePrefix, ServerThread, mcp_session, tool_text
 
 PREFIX = "/mcp-echo"
 MCP_POST_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -53,7 +53,7 @@ def platform_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
 @pytest.fixture(scope="module")
 def prefixed_app() -> Iterator[str]:
     """The echo server behind a route prefix, the way Serve exposes it."""
-    with ServedApp(RoutePrefix(create_mcp_asgi_app(echo_server), PREFIX)) as served:
+    with ServerThread(RoutePrefix(create_mcp_asgi_app(echo_server), PREFIX)) as served:
         yield served.url + PREFIX
 
 
@@ -133,7 +133,7 @@ async def test_host_header_policy(
     platform_env: pytest.MonkeyPatch, args: MCPScalingArgs, host: str, status: int
 ) -> None:
     platform_env.setenv("SERVE_BASE_URL", "http://serve-head.internal:8000")
-    with ServedApp(create_mcp_asgi_app(echo_server, args)) as served:
+    with ServerThread(create_mcp_asgi_app(echo_server, args)) as served:
         async with httpx.AsyncClient() as client:
             response = await client.post(
                 served.url + "/mcp", json=INITIALIZE, headers=MCP_POST_HEADERS | {"host": host}
@@ -144,6 +144,23 @@ async def test_host_header_policy(
 def test_scaling_bounds_are_validated() -> None:
     with pytest.raises(ValidationError, match="max_replicas"):
         MCPScalingArgs(min_replicas=5, max_replicas=2)
+
+
+def test_scaling_options_autoscale_and_start_a_replica() -> None:
+    assert MCPScalingArgs().deployment_options() == {
+        "ray_actor_options": {"num_cpus": 0.2},
+        "max_ongoing_requests": 50,
+        "autoscaling_config": {
+            "min_replicas": 1,
+            "initial_replicas": 1,
+            "max_replicas": 20,
+            "target_ongoing_requests": 5,
+        },
+    }
+    to_zero = MCPScalingArgs(min_replicas=0, max_replicas=2).deployment_options()["autoscaling_config"]
+    assert to_zero["min_replicas"] == 0 and to_zero["initial_replicas"] == 1
+    with pytest.raises(ValidationError, match="max_replica"):
+        MCPScalingArgs.model_validate({"max_replica": 3})  # a typo fails the deploy
 
 
 def test_factory_must_return_an_unserved_server() -> None:

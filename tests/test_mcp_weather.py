@@ -16,21 +16,21 @@ from agent_runtime.settings import SAMPLE_UPSTREAM_ROUTE, get_settings
 from mcp_servers.serving import create_mcp_asgi_app
 from mcp_servers.weather import WeatherServerArgs, create_weather_server
 from sample_upstream.app import create_app as create_sample_upstream
-from tests.test_mcp_serving_support import RoutePrefix, ServedApp, closed_port_url, mcp_session, tool_text
+from tests.support.servers import RoutePrefix, ServerThread, closed_port_url, mcp_session, tool_text
 
 TOOLS = {"geocode", "get_forecast", "get_world_forecast", "get_alerts", "get_air_quality"}
 SEATTLE = {"latitude": 47.60621, "longitude": -122.33207}
 PARIS = {"latitude": 48.85341, "longitude": 2.3488}
 
 
-def served_weather(args: WeatherServerArgs) -> ServedApp:
-    return ServedApp(create_mcp_asgi_app(functools.partial(create_weather_server, args), args))
+def served_weather(args: WeatherServerArgs) -> ServerThread:
+    return ServerThread(create_mcp_asgi_app(functools.partial(create_weather_server, args), args))
 
 
 @pytest.fixture(scope="module")
 def weather_url() -> Iterator[str]:
     """OFFLINE=1 with SERVE_BASE_URL at a server that hosts the sample upstream at its Serve route."""
-    with ServedApp(RoutePrefix(create_sample_upstream(), SAMPLE_UPSTREAM_ROUTE)) as upstream:
+    with ServerThread(RoutePrefix(create_sample_upstream(), SAMPLE_UPSTREAM_ROUTE)) as upstream:
         with pytest.MonkeyPatch.context() as env:
             env.setenv("OFFLINE", "1")
             env.setenv("SERVE_BASE_URL", upstream.url)
@@ -263,7 +263,7 @@ class BrokenUpstream:
 @pytest.fixture(scope="module")
 def broken() -> Iterator[tuple[BrokenUpstream, str]]:
     upstream = BrokenUpstream()
-    with ServedApp(upstream.app()) as served:
+    with ServerThread(upstream.app()) as served:
         yield upstream, served.url
 
 

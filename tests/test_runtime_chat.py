@@ -25,15 +25,13 @@ from protocols.events import (
     ToolResult,
     aiter_sse_events,
 )
+from tests.support.servers import ServerThread, free_port, serve_mcp
 from tests.test_runtime_support import (
     Playbook,
     PlaybookLLM,
-    ServerThread,
     Turn,
     create_playbook_llm,
     create_test_mcp_server,
-    free_port,
-    serve_mcp,
 )
 
 

@@ -1,7 +1,5 @@
-"""Test helpers for the agent runtime tests (no tests here): real HTTP servers on loopback.
+"""Test helpers for the agent runtime tests (no tests here); serve them with ``tests.support.servers``.
 
-- :class:`ServerThread` serves any ASGI app with uvicorn in its own thread and event loop, so servers
-  can start late, stop, and be reached over real HTTP like in production.
 - :func:`create_playbook_llm` is an OpenAI-protocol chat model for runtime edge cases the offline
   scripted model is not meant to produce on demand (a model that never stops calling tools, a slow
   model, a model calling a failing tool). Each test registers a *playbook*, keyed by the user message,
@@ -11,54 +9,16 @@
 
 import asyncio
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from mcp.server.fastmcp import FastMCP
 
 PLAYBOOK_MODEL_ID = "playbook-test-model"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on ``127.0.0.1:port`` from a background thread."""
-
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 20) -> "ServerThread":
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server on port {self.port} did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 # --- the playbook LLM -----------------------------------------------------------------------------
@@ -212,8 +172,3 @@ def create_test_mcp_server(name: str = "test-tools") -> FastMCP:
         return "slept"
 
     return server
-
-
-def serve_mcp(server: FastMCP, port: int | None = None) -> ServerThread:
-    """Serve ``server`` over streamable HTTP at ``http://127.0.0.1:<port>/mcp``."""
-    return ServerThread(server.streamable_http_app(), port=port).start()

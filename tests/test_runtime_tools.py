@@ -18,15 +18,8 @@ from agent_runtime.runner import AgentRunner
 from agent_runtime.spec import AgentSpec
 from agent_runtime.tool_sources import CombinedTools, StaticTools, configure_source
 from protocols.events import ToolResult, aiter_sse_events
-from tests.test_runtime_support import (
-    Playbook,
-    ServerThread,
-    Turn,
-    create_playbook_llm,
-    create_test_mcp_server,
-    free_port,
-    serve_mcp,
-)
+from tests.support.servers import ServerThread, free_port, serve_mcp
+from tests.test_runtime_support import Playbook, Turn, create_playbook_llm, create_test_mcp_server
 
 TEST_TOOLS = {"echo", "add", "fail", "slow"}
 

@@ -18,7 +18,8 @@ from agent_runtime.llm_client import LLMClient
 from agent_runtime.runner import AgentRunner, dangling_tool_calls, error_event, tool_set_key
 from agent_runtime.spec import AgentSpec
 from agent_runtime.tool_sources import StaticTools
-from tests.test_runtime_support import PLAYBOOK_MODEL_ID, ServerThread, create_playbook_llm
+from tests.support.servers import ServerThread
+from tests.test_runtime_support import PLAYBOOK_MODEL_ID, create_playbook_llm
 
 
 def ai_calls(*ids: str) -> AIMessage:

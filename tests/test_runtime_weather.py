@@ -16,7 +16,7 @@ from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app
 from mcp_servers.weather import WeatherServerArgs, create_weather_server
 from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult, aiter_sse_events
 from sample_upstream.app import create_app as create_sample_upstream
-from tests.test_runtime_support import ServerThread
+from tests.support.servers import ServerThread
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_upstream" / "data" / "weather"
 

@@ -1,10 +1,17 @@
 """The local-run transform that `make run` and the integration tests apply to the checked-in configs."""
 
+import importlib
+import inspect
+import typing
+from pathlib import Path
+
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from agent_runtime.serve_config import SAMPLE_UPSTREAM_APP, for_local_run, load_config, main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE = {
     "http_options": {"host": "0.0.0.0", "port": 8000},
@@ -59,3 +66,14 @@ def test_cli_writes_a_config_serve_accepts(tmp_path) -> None:
     written = load_config(out)
     assert written["applications"][0]["route_prefix"] == "/sample-upstream"
     assert written["http_options"]["port"] == 18002
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("serve_*.yaml")), ids=lambda path: path.name)
+def test_checked_in_config_args_validate_against_their_builders(path: Path) -> None:
+    """Every app's ``args`` is valid for its builder's args model (typos and renamed fields fail here)."""
+    for app in yaml.safe_load(path.read_text())["applications"]:
+        module, name = app["import_path"].split(":")
+        builder = getattr(importlib.import_module(module), name)
+        [param] = inspect.signature(builder).parameters.values()
+        model = typing.get_type_hints(builder)[param.name]
+        model.model_validate(app.get("args") or {})

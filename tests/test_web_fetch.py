@@ -15,7 +15,8 @@ from starlette.routing import Route
 from mcp_servers.url_guard import UrlGuard, UrlRefused
 from mcp_servers.web_content import NotTextContent, PageError, check_page_response
 from mcp_servers.web_fetch import FetchError, FetchLimits, RobotsDisallowed, SafeFetcher
-from tests.test_web_support import hostile_site, serve_in_thread
+from tests.support.servers import serve_in_thread
+from tests.test_web_support import hostile_site
 
 PUBLIC = "93.184.216.34"
 UA = "TestFetcher/1.0"
@@ -151,21 +152,20 @@ async def test_body_is_streamed_and_capped(site: tuple[str, Starlette]) -> None:
     assert app.state.sent["huge"] < 10_000_000  # the server stopped long before its ~6 GB
 
 
-async def test_read_timeout(site: tuple[str, Starlette]) -> None:
+@pytest.mark.parametrize(
+    ("path", "limits", "error"),
+    [
+        ("/slow", FetchLimits(read_timeout_s=0.5, total_timeout_s=10), "did not answer in time"),
+        ("/trickle", FetchLimits(read_timeout_s=5, total_timeout_s=1), "took longer than 1 s"),  # total
+    ],
+    ids=["read_timeout", "total_timeout_bounds_slow_trickles"],
+)
+async def test_timeouts(site: tuple[str, Starlette], path: str, limits: FetchLimits, error: str) -> None:
     url, _ = site
-    fetcher = fetcher_for(url, limits=FetchLimits(read_timeout_s=0.5, total_timeout_s=10))
+    fetcher = fetcher_for(url, limits=limits)
     started = time.monotonic()
-    with pytest.raises(FetchError, match="did not answer in time"):
-        await fetcher.fetch(f"{url}/slow")
-    assert time.monotonic() - started < 3
-
-
-async def test_total_timeout_bounds_slow_trickles(site: tuple[str, Starlette]) -> None:
-    url, _ = site
-    fetcher = fetcher_for(url, limits=FetchLimits(read_timeout_s=5, total_timeout_s=1))
-    started = time.monotonic()
-    with pytest.raises(FetchError, match="took longer than 1 s"):
-        await fetcher.fetch(f"{url}/trickle")
+    with pytest.raises(FetchError, match=error):
+        await fetcher.fetch(url + path)
     assert time.monotonic() - started < 3
 
 

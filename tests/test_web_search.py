@@ -16,7 +16,7 @@ from mcp_servers.serving import create_mcp_asgi_app
 from mcp_servers.web_brave import NOT_CONFIGURED, BraveSearch
 from mcp_servers.web_search import WebSearchServerArgs, create_web_search_server
 from sample_upstream.app import create_app
-from tests.test_web_support import call_tool, mcp_session, result_text, serve_in_thread
+from tests.support.servers import call_tool, mcp_session, serve_in_thread, tool_text
 
 
 async def names(host: str, port: int) -> list[str]:
@@ -72,7 +72,7 @@ async def test_tools_and_their_arguments(mcp_url: str) -> None:
 
 async def test_brave_search_offline_returns_sample_results(mcp_url: str, sample: str) -> None:
     result = await call_tool(mcp_url, "brave_search", {"query": "Lisbon travel guide", "count": 3})
-    assert not result.isError, result_text(result)
+    assert not result.isError, tool_text(result)
     answer = result.structuredContent
     assert answer["query"] == "Lisbon travel guide"
     assert len(answer["results"]) == 3
@@ -82,15 +82,15 @@ async def test_brave_search_offline_returns_sample_results(mcp_url: str, sample:
     assert all("SAMPLE DATA" in item["title"] for item in answer["results"])
     assert "<strong>" not in first["description"] and "Lisbon" in first["description"]
     assert answer["notice"].startswith("SAMPLE DATA")
-    assert json.loads(result_text(result)) == answer
+    assert json.loads(tool_text(result)) == answer
 
 
 async def test_search_then_fetch_gives_markdown(mcp_url: str, sample: str) -> None:
     search = await call_tool(mcp_url, "brave_search", {"query": "Kyoto temples"})
     url = search.structuredContent["results"][0]["url"]
     result = await call_tool(mcp_url, "fetch_url", {"url": url})
-    assert not result.isError, result_text(result)
-    text = result_text(result)
+    assert not result.isError, tool_text(result)
+    text = tool_text(result)
     assert text.startswith(f"Contents of {sample}/pages/kyoto.html:")
     assert "# Kyoto Travel Guide" in text and "SAMPLE DATA" in text
     assert "**Fushimi Inari Taisha**" in text
@@ -98,12 +98,12 @@ async def test_search_then_fetch_gives_markdown(mcp_url: str, sample: str) -> No
 
 
 async def test_markdown_links_are_absolute(mcp_url: str, sample: str) -> None:
-    text = result_text(await call_tool(mcp_url, "fetch_url", {"url": f"{sample}/pages/lisbon.html"}))
+    text = tool_text(await call_tool(mcp_url, "fetch_url", {"url": f"{sample}/pages/lisbon.html"}))
     assert f"[Seattle]({sample}/pages/seattle.html)" in text
 
 
 async def test_raw_mode_returns_the_source(mcp_url: str, sample: str) -> None:
-    text = result_text(
+    text = tool_text(
         await call_tool(mcp_url, "fetch_url", {"url": f"{sample}/pages/lisbon.html", "raw": True})
     )
     assert "<h1>Lisbon Travel Guide</h1>" in text
@@ -111,12 +111,12 @@ async def test_raw_mode_returns_the_source(mcp_url: str, sample: str) -> None:
 
 async def test_long_page_is_paged(mcp_url: str, sample: str) -> None:
     url = f"{sample}/pages/long-guide.html"
-    whole = body_of(result_text(await call_tool(mcp_url, "fetch_url", {"url": url, "max_length": 100_000})))
+    whole = body_of(tool_text(await call_tool(mcp_url, "fetch_url", {"url": url, "max_length": 100_000})))
     assert len(whole) > 20_000 and whole.rstrip().endswith("SAMPLE DATA — bundled offline sample page.")
     parts, start = [], 0
     async with mcp_session(mcp_url) as session:
         while True:
-            text = result_text(await session.call_tool("fetch_url", {"url": url, "start_index": start}))
+            text = tool_text(await session.call_tool("fetch_url", {"url": url, "start_index": start}))
             parts.append(body_of(text))
             note = re.search(
                 r"characters (\d+)-(\d+) of (\d+) shown\. Call fetch_url again with start_index=(\d+)", text
@@ -134,14 +134,14 @@ async def test_long_page_is_paged(mcp_url: str, sample: str) -> None:
 async def test_paging_past_the_end_and_bad_bounds(mcp_url: str, sample: str) -> None:
     url = f"{sample}/pages/seattle.html"
     past = await call_tool(mcp_url, "fetch_url", {"url": url, "start_index": 1_000_000})
-    assert past.isError and "past the end of the content" in result_text(past)
+    assert past.isError and "past the end of the content" in tool_text(past)
     zero = await call_tool(mcp_url, "fetch_url", {"url": url, "max_length": 0})
-    assert zero.isError and "max_length must be between 1 and 100000" in result_text(zero)
+    assert zero.isError and "max_length must be between 1 and 100000" in tool_text(zero)
 
 
 async def test_redirects_are_followed_and_reported(mcp_url: str, sample: str) -> None:
     result = await call_tool(mcp_url, "fetch_url", {"url": f"{sample}/pages/old-lisbon-guide.html"})
-    text = result_text(result)
+    text = tool_text(result)
     assert not result.isError, text
     assert text.startswith(
         f"Contents of {sample}/pages/lisbon.html (redirected from {sample}/pages/old-lisbon-guide.html):"
@@ -151,14 +151,14 @@ async def test_redirects_are_followed_and_reported(mcp_url: str, sample: str) ->
 async def test_binary_files_are_refused(mcp_url: str, sample: str) -> None:
     result = await call_tool(mcp_url, "fetch_url", {"url": f"{sample}/pages/lisbon-map.png"})
     assert result.isError
-    assert "is image/png, not a text page" in result_text(result)
+    assert "is image/png, not a text page" in tool_text(result)
 
 
 async def test_robots_txt_disallow_is_honoured(mcp_url: str, sample: str) -> None:
     result = await call_tool(mcp_url, "fetch_url", {"url": f"{sample}/pages/private/members.html"})
     assert result.isError
-    assert "robots.txt of" in result_text(result) and "does not allow" in result_text(result)
-    assert "Secret itinerary" not in result_text(result)
+    assert "robots.txt of" in tool_text(result) and "does not allow" in tool_text(result)
+    assert "Secret itinerary" not in tool_text(result)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ async def test_robots_txt_disallow_is_honoured(mcp_url: str, sample: str) -> Non
 async def test_fetch_url_refuses_internal_targets(mcp_url: str, url: str, why: str) -> None:
     result = await call_tool(mcp_url, "fetch_url", {"url": url})
     assert result.isError
-    assert why in result_text(result)
+    assert why in tool_text(result)
 
 
 async def test_byte_cap_is_reported(sample: str) -> None:
@@ -185,7 +185,7 @@ async def test_byte_cap_is_reported(sample: str) -> None:
         result = await call_tool(
             url, "fetch_url", {"url": f"{sample}/pages/long-guide.html", "max_length": 50_000}
         )
-    text = result_text(result)
+    text = tool_text(result)
     assert not result.isError, text
     assert "[Only the first 4096 bytes of this page were downloaded.]" in text
     assert "Day 1 of 40" in text and "Day 40 of 40" not in text
@@ -195,7 +195,7 @@ async def test_brave_search_without_key_says_how_to_configure() -> None:
     with web_search_server({"OFFLINE": None, "BRAVE_API_KEY": None}) as url:
         result = await call_tool(url, "brave_search", {"query": "Lisbon"})
     assert result.isError
-    assert NOT_CONFIGURED in result_text(result)
+    assert NOT_CONFIGURED in tool_text(result)
 
 
 def brave_with(handler, api_key: str | None = "test-key") -> BraveSearch:

@@ -1,66 +1,17 @@
-"""Real HTTP servers on loopback for the web tests, and tests of the sample web upstream itself."""
+"""A misbehaving web site for the web fetch tests, and tests of the sample web upstream itself."""
 
 import asyncio
-import contextlib
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from mcp import ClientSession
-from mcp.client.streamable_http import streamablehttp_client
-from mcp.types import CallToolResult, TextContent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sample_upstream.app import create_app
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@contextlib.asynccontextmanager
-async def mcp_session(url: str) -> AsyncIterator[ClientSession]:
-    """An initialized MCP client session over streamable HTTP (the official client)."""
-    async with streamablehttp_client(url) as (read, write, _), ClientSession(read, write) as session:
-        await session.initialize()
-        yield session
-
-
-async def call_tool(url: str, name: str, arguments: dict[str, Any]) -> CallToolResult:
-    async with mcp_session(url) as session:
-        return await session.call_tool(name, arguments)
-
-
-def result_text(result: CallToolResult) -> str:
-    return "\n".join(item.text for item in result.content if isinstance(item, TextContent))
-
+from tests.support.servers import serve_in_thread
 
 # -- a misbehaving web site for the fetcher tests ---------------------------------------------------
 

@@ -102,6 +102,11 @@ def classify(name: str, schema: dict[str, Any]) -> str:
     return "string"
 
 
+# "(e.g. What is the weather in Seattle this week?)": examples show arguments, not what a tool is about;
+# their words (places, dates) would make unrelated tools look relevant, so matching skips them.
+EXAMPLES_PATTERN = re.compile(r"\((?:e\.g\.|for example|example:)[^)]*\)", re.I)
+
+
 @dataclass
 class ToolSpec:
     name: str
@@ -134,7 +139,8 @@ def tool_spec(tool: ToolDefinition) -> ToolSpec:
         )
     description = function.description or ""
     scope = tool_scope(description, function.name)
-    return ToolSpec(function.name, description, params, scope, set(terms(f"{function.name} {description}")))
+    topic = EXAMPLES_PATTERN.sub(" ", description)
+    return ToolSpec(function.name, description, params, scope, set(terms(f"{function.name} {topic}")))
 
 
 def tool_scope(description: str, name: str) -> str | None:

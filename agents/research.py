@@ -1,0 +1,38 @@
+"""The research agent: answers questions from the web with the web search MCP server (SSE and A2A)."""
+
+from agent_runtime.a2a_app import A2ASkill, a2a_app_builder
+from agent_runtime.chat_app import chat_app_builder
+from agent_runtime.mcp_tools import MCPServers
+from agent_runtime.spec import AgentSpec
+
+SYSTEM_PROMPT = """You are a research assistant. Answer from the web, never from memory.
+
+- Search with `brave_search`, then read the most relevant results with `fetch_url` before answering. \
+Fetch more than one page when the question has several parts.
+- Long pages come in parts: call `fetch_url` again with the `start_index` it tells you when you need more.
+- Cite the pages you used (title and URL) at the end of the answer.
+- If search is not configured or a page cannot be fetched, say what you could not check; never invent \
+facts or sources.
+- If the content is labelled sample data (offline mode), say that the answer is based on sample data."""
+
+SPEC = AgentSpec(
+    name="research",
+    description="Researches a question on the web (search, then read pages) and answers with sources.",
+    system_prompt=SYSTEM_PROMPT,
+    tools=MCPServers({"web_search": "/mcp-web-search/mcp"}),
+)
+
+build_app = chat_app_builder(SPEC)
+
+build_a2a_app = a2a_app_builder(
+    SPEC,
+    skills=[
+        A2ASkill(
+            id="web_research",
+            name="Web research",
+            description="Searches the web, reads the best pages and answers with cited sources.",
+            tags=["research", "web search", "travel guide", "sources"],
+            examples=["What are the must-see sights in Lisbon?"],
+        )
+    ],
+)

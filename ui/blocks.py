@@ -1,0 +1,216 @@
+"""The Gradio page: agent picker, streaming chat with tool steps, thread controls, reload restore.
+
+The conversation lives in the browser (``gr.BrowserState``, i.e. localStorage): the agent, the thread id
+and the rendered transcript. On load the page asks the agent's thread API for the thread; when that
+answers it is authoritative, when it does not (older agent, agent down) the browser's copy is shown.
+"""
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import gradio as gr
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocols.events import THREAD_ID_PATTERN, Metadata
+from ui.client import AgentClient, HistoryUnavailable
+from ui.transcript import AnswerRenderer, ChatMessage, render_history, user_turns
+
+logger = logging.getLogger(__name__)
+
+STORAGE_KEY = "ray-agent-platform-ui"
+# BrowserState encrypts with a key that is sent to the page anyway: a stable value only keeps a stored
+# conversation readable across replica restarts; it is not a secret.
+STORAGE_SECRET = "ray-agent-platform-ui-v1"
+
+CSS = """
+#chat pre { white-space: pre-wrap; word-break: break-word; }
+#status { min-height: 1.5em; }
+"""
+
+
+class BrowserSession(BaseModel):
+    """What the browser keeps between page loads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent: str | None = None
+    thread_id: str | None = None
+    messages: list[ChatMessage] = Field(default_factory=list)
+
+    @classmethod
+    def load(cls, raw: Any) -> "BrowserSession":
+        try:
+            return cls.model_validate(raw or {})
+        except ValidationError:
+            logger.warning("ignoring an unreadable browser session")
+            return cls()
+
+
+def _code(value: str) -> str:
+    return f"`{value}`"
+
+
+class ChatUI:
+    """Event handlers of the page; talks to agents only through :class:`AgentClient`."""
+
+    def __init__(self, agent_urls: dict[str, str], client: AgentClient) -> None:
+        self.agent_urls = agent_urls
+        self.client = client
+        self.default_agent = next(iter(agent_urls))
+
+    def _agent(self, name: str | None) -> str:
+        return name if name in self.agent_urls else self.default_agent
+
+    # --- handlers (return/yield values in the order of their ``outputs``) ---------------------------
+
+    def new_chat(self, agent: str | None) -> tuple[Any, ...]:
+        """outputs: chatbot, thread id, status, session."""
+        agent = self._agent(agent)
+        session = BrowserSession(agent=agent)
+        return [], "", f"New chat with the **{agent}** agent.", session.model_dump()
+
+    async def send(self, text: str, agent: str | None, raw_session: Any) -> AsyncIterator[tuple[Any, ...]]:
+        """outputs: chatbot, message box, thread id, status, session. Streams one answer."""
+        text = (text or "").strip()
+        if not text:
+            yield gr.skip(), gr.skip(), gr.skip(), "Type a message first.", gr.skip()
+            return
+        agent = self._agent(agent)
+        session = BrowserSession.load(raw_session)
+        if session.agent != agent:  # threads belong to one agent
+            session = BrowserSession(agent=agent)
+        messages = [*session.messages, {"role": "user", "content": text}]
+        renderer = AnswerRenderer(messages)
+        thread = session.thread_id or ""
+        yield messages, "", thread, f"The **{agent}** agent is answering…", gr.skip()
+        async for event in self.client.stream_chat(self.agent_urls[agent], text, session.thread_id):
+            renderer.apply(event)
+            if isinstance(event, Metadata):
+                thread = event.thread_id
+            yield messages, gr.skip(), thread, gr.skip(), gr.skip()
+        renderer.finish()
+        thread = renderer.thread_id or session.thread_id or ""
+        if renderer.error is not None:
+            status = f"The **{agent}** agent failed: `{renderer.error.code}` (details in the chat)."
+        else:
+            usage = renderer.usage
+            tokens = (
+                f" {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens."
+                if usage
+                else ""
+            )
+            status = f"**{agent}** · thread {_code(thread)} ·{tokens}"
+        stored = BrowserSession(agent=agent, thread_id=thread or None, messages=messages)
+        yield messages, gr.skip(), thread, status, stored.model_dump()
+
+    async def restore(self, raw_session: Any) -> tuple[Any, ...]:
+        """Page load. outputs: agent picker, chatbot, thread id, status, session."""
+        session = BrowserSession.load(raw_session)
+        agent = self._agent(session.agent)
+        if not session.thread_id or session.agent != agent:
+            return (agent, *self.new_chat(agent))
+        messages, status = await self._history(agent, session.thread_id, session.messages)
+        stored = BrowserSession(agent=agent, thread_id=session.thread_id, messages=messages)
+        return agent, messages, session.thread_id, status, stored.model_dump()
+
+    async def continue_thread(self, thread_id: str, agent: str | None, raw_session: Any) -> tuple[Any, ...]:
+        """outputs: chatbot, thread id, status, session."""
+        thread_id = (thread_id or "").strip()
+        if not re.fullmatch(THREAD_ID_PATTERN, thread_id):
+            return gr.skip(), gr.skip(), f"⚠️ {_code(thread_id or ' ')} is not a valid thread id.", gr.skip()
+        agent = self._agent(agent)
+        session = BrowserSession.load(raw_session)
+        same = session.agent == agent and session.thread_id == thread_id
+        messages, status = await self._history(agent, thread_id, session.messages if same else [])
+        stored = BrowserSession(agent=agent, thread_id=thread_id, messages=messages)
+        return messages, thread_id, status, stored.model_dump()
+
+    async def _history(
+        self, agent: str, thread_id: str, cached: list[ChatMessage]
+    ) -> tuple[list[ChatMessage], str]:
+        """The thread's messages: the agent's when it answers, else this browser's copy; and a status."""
+        try:
+            history = await self.client.fetch_thread(self.agent_urls[agent], thread_id)
+        except HistoryUnavailable as exc:
+            logger.info("thread %s: history unavailable (%s)", thread_id, exc.reason)
+            if cached:
+                return cached, (
+                    f"Restored thread {_code(thread_id)} from this browser's copy "
+                    f"(the **{agent}** agent's history is unavailable: {exc.reason})."
+                )
+            return [], (
+                f"Continuing thread {_code(thread_id)} with the **{agent}** agent; its history is "
+                f"unavailable ({exc.reason})."
+            )
+        rendered = render_history(history.messages)
+        # The browser's copy of the same conversation also holds token usage and error notes: prefer it
+        # while it agrees with the agent on what the user asked.
+        messages = cached if cached and user_turns(cached) == user_turns(rendered) else rendered
+        return messages, (
+            f"Restored thread {_code(thread_id)} from the **{agent}** agent "
+            f"({len(user_turns(messages))} requests)."
+        )
+
+
+def build_blocks(
+    agent_urls: dict[str, str], client: AgentClient, *, title: str, concurrency_limit: int
+) -> gr.Blocks:
+    """The page; its handlers stream through ``client``."""
+    ui = ChatUI(agent_urls, client)
+    with gr.Blocks(title=title, analytics_enabled=False, fill_width=False) as blocks:
+        gr.Markdown(
+            f"## {title}\nAnswers stream live; tool calls and delegations to other agents appear as steps."
+        )
+        session = gr.BrowserState({}, storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
+        with gr.Row(equal_height=True):
+            agent = gr.Dropdown(
+                choices=list(agent_urls),
+                value=ui.default_agent,
+                label="Agent",
+                elem_id="agent-picker",
+                scale=3,
+            )
+            thread = gr.Textbox(
+                label="Current thread", interactive=False, elem_id="thread-id", buttons=["copy"], scale=3
+            )
+            new_chat = gr.Button("New chat", elem_id="new-chat", scale=1)
+        chatbot = gr.Chatbot(elem_id="chat", height=560, label="Conversation", buttons=["copy"])
+        with gr.Row(equal_height=True):
+            message = gr.Textbox(
+                placeholder="Ask the agent…",
+                show_label=False,
+                elem_id="message",
+                scale=6,
+                lines=1,
+                max_lines=6,
+            )
+            send = gr.Button("Send", variant="primary", elem_id="send", scale=1)
+        status = gr.Markdown(elem_id="status")
+        with gr.Accordion("Continue a thread", open=False, elem_id="continue-panel"):
+            with gr.Row(equal_height=True):
+                continue_id = gr.Textbox(label="Thread id", elem_id="continue-id", scale=4)
+                continue_btn = gr.Button("Continue thread", elem_id="continue", scale=1)
+
+        send_args = {
+            "fn": ui.send,
+            "inputs": [message, agent, session],
+            "outputs": [chatbot, message, thread, status, session],
+            "concurrency_limit": concurrency_limit,
+            "api_visibility": "private",
+        }
+        message.submit(**send_args)
+        send.click(**send_args)
+        fresh = {"outputs": [chatbot, thread, status, session], "api_visibility": "private"}
+        new_chat.click(ui.new_chat, inputs=[agent], **fresh)
+        agent.input(ui.new_chat, inputs=[agent], **fresh)
+        continue_btn.click(ui.continue_thread, inputs=[continue_id, agent, session], **fresh)
+        blocks.load(
+            ui.restore,
+            inputs=[session],
+            outputs=[agent, chatbot, thread, status, session],
+            api_visibility="private",
+        )
+    blocks.queue(default_concurrency_limit=concurrency_limit)
+    return blocks
