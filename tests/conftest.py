@@ -7,6 +7,12 @@ import pytest
 from tests.stack import ServeStack
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Unit tests first, then the real-stack ones: the session's Ray cluster starts only when needed and
+    stays up to the end, and unit tests that must run without a cluster never see one."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+
+
 @pytest.fixture(scope="session")
 def serve_stack() -> Iterator[ServeStack]:
     stack = ServeStack()
