@@ -30,12 +30,15 @@ install: $(VENV)/.synced ## Create .venv with every dependency (CPU only)
 install-gpu: $(UV) ## Install the GPU extra (ray[llm], vLLM) for the vllm LLM backend
 	$(UV) sync --frozen --extra gpu
 
-# `serve run` starts a local Ray cluster (GCS on a free port, so a local Redis on 6379 is no problem).
+# Commands run from .venv/bin, not `uv run`: under `uv run`, Ray ships the working dir to its workers and
+# builds them a second venv. `serve run` starts a local Ray cluster (GCS on a free port, so a local Redis
+# on 6379 is no problem).
+BIN := $(VENV)/bin
 define serve_run
 	@mkdir -p $(RUN_DIR)
-	$(UV) run --frozen python -m agent_runtime.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
+	$(BIN)/python -m agent_runtime.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
 	@echo "Serving $(1) on http://127.0.0.1:$(PORT) $(if $(OFFLINE),(OFFLINE: scripted model + sample upstream data))"
-	$(UV) run --frozen serve run $(RUN_DIR)/$(notdir $(1))
+	$(BIN)/serve run $(RUN_DIR)/$(notdir $(1))
 endef
 
 run: install ## Start the single-agent stack (serve_config.yaml); OFFLINE=1 for offline mode
@@ -45,24 +48,24 @@ run-multi: install ## Start all services (serve_multi_config.yaml); OFFLINE=1 fo
 	$(call serve_run,serve_multi_config.yaml)
 
 test: install ## Run every test (unit and real-stack integration); PYTEST_ARGS=... to narrow
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## Run the tests that need no Ray cluster
-	$(UV) run --frozen pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: install ## ruff lint and format check
-	$(UV) run --frozen ruff check .
-	$(UV) run --frozen ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: install ## Apply ruff formatting and safe fixes
-	$(UV) run --frozen ruff check --fix .
-	$(UV) run --frozen ruff format .
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: install ## Print latency/throughput figures of the offline stack (bench/)
-	$(UV) run --frozen python -m bench.chat_latency
+	$(BIN)/python -m bench.chat_latency
 
 docs: install ## Regenerate docs/configuration.md from the settings and builder args models
-	$(UV) run --frozen python -m agent_runtime.config_reference
+	$(BIN)/python -m agent_runtime.config_reference
 
 CONFIG ?= anyscale_service_config.yaml
 
@@ -70,7 +73,7 @@ anyscale-requirements: install ## Write requirements.lock.txt (from uv.lock) for
 	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.lock.txt
 
 anyscale-deploy: anyscale-requirements ## Deploy CONFIG (default anyscale_service_config.yaml) with the anyscale CLI
-	$(UV) run --frozen anyscale service deploy -f $(CONFIG)
+	$(BIN)/anyscale service deploy -f $(CONFIG)
 
 clean: ## Remove the venv, caches and run files
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .ruff_cache test-artifacts
