@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=5)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(run(args.base_url, args.route, args.text, args.requests, args.concurrency))
 
 
