@@ -9,7 +9,8 @@ RUN_DIR := .run
 PORT ?= 8000
 OFFLINE ?=
 PYTEST_ARGS ?=
-CHROMIUM ?= /usr/bin/chromium
+CHROMIUM ?= /usr/bin/chromium   # the browser test (tests/test_ui_browser.py) drives Debian's chromium
+export CHROMIUM
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-gpu run run-multi test test-unit lint format bench docs anyscale-requirements anyscale-deploy clean
@@ -38,6 +39,7 @@ define serve_run
 	@mkdir -p $(RUN_DIR)
 	$(BIN)/python -m agent_runtime.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
 	@echo "Serving $(1) on http://127.0.0.1:$(PORT) $(if $(OFFLINE),(OFFLINE: scripted model + sample upstream data))"
+	@echo "Web UI: http://127.0.0.1:$(PORT)/ui/  (ready once 'Deployed app ui' appears below)"
 	$(BIN)/serve run $(RUN_DIR)/$(notdir $(1))
 endef
 

@@ -20,6 +20,10 @@ An agent module exports a builder for its A2A face next to its SSE ``build_app``
 (name and description come from the spec; routes default to ``/weather-agent`` and ``/a2a-weather``).
 
 ``build_app`` here is the same builder without a spec: every card field comes from the config's args.
+
+Tasks live in the platform database (``DATABASE_URL``, :mod:`agent_runtime.persistence`) in a2a-sdk's
+clustered task store: every replica reads, streams (``tasks/subscribe``) and cancels every task, whichever
+replica runs it; a task survives the replica that created it.
 """
 
 import logging
@@ -28,6 +32,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from a2a.server.cluster import VersionedDatabaseTaskStore
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore
@@ -43,6 +48,7 @@ from starlette.routing import Route
 
 from agent_runtime.a2a_executor import ChatAgentExecutor
 from agent_runtime.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
+from agent_runtime.persistence import Database
 from agent_runtime.settings import get_settings
 from agent_runtime.tool_sources import resolve_url
 
@@ -104,6 +110,12 @@ class A2AAgentArgs(ServeDeploymentArgs):
     )
     task_timeout_s: float = Field(default=300.0, gt=0, description="Longest run of one task.")
     progress_interval_s: float = Field(default=1.0, ge=0, description="Shortest gap of text progress.")
+    cancel_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a running task re-reads its stored state, so that a cancel another replica "
+        "recorded stops it.",
+    )
     # The adapter only relays bytes: less CPU and more open streams per replica than a chat agent.
     num_cpus: NumCpus = 0.1
     max_ongoing_requests: MaxOngoingRequests = 200
@@ -156,16 +168,30 @@ def create_a2a_app(
     public_base_url: str | None = None,
     task_timeout_s: float = 300.0,
     progress_interval_s: float = 1.0,
+    cancel_check_s: float = 1.0,
     task_store: TaskStore | None = None,
+    database: Database | None = None,
 ) -> Starlette:
-    """The A2A ASGI app for one agent (mount it at ``spec.route_prefix``)."""
+    """The A2A ASGI app for one agent (mount it at ``spec.route_prefix``).
+
+    Tasks go to ``database`` (opened at start-up, closed at shutdown), else to ``task_store``, else to
+    this process's memory.
+    """
     agent_url = resolve_url(spec.agent_url).rstrip("/")
     card = build_agent_card(spec, public_url(spec, public_base_url))
+    store: TaskStore | VersionedDatabaseTaskStore = task_store or InMemoryTaskStore()
+    event_stream = None
+    if database is not None:
+        store, event_stream = database.task_store(spec.name)
     executor = ChatAgentExecutor(
-        agent_url + "/chat", task_timeout_s=task_timeout_s, progress_interval_s=progress_interval_s
+        agent_url + "/chat",
+        task_timeout_s=task_timeout_s,
+        progress_interval_s=progress_interval_s,
+        task_store=store,
+        cancel_check_s=cancel_check_s,
     )
     handler = DefaultRequestHandler(
-        agent_executor=executor, task_store=task_store or InMemoryTaskStore(), agent_card=card
+        agent_executor=executor, task_store=store, agent_card=card, event_stream=event_stream
     )
     health_client = httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S)
 
@@ -176,12 +202,16 @@ def create_a2a_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         logger.info("A2A app %r at %s adapts %s/chat", spec.name, card.supported_interfaces[0].url, agent_url)
+        if database is not None:
+            await database.open()
         try:
             yield
         finally:
             await handler.aclose()
             await executor.aclose()
             await health_client.aclose()
+            if database is not None:
+                await database.aclose()
 
     routes = [
         *create_agent_card_routes(card),
@@ -209,7 +239,8 @@ class A2AAgentDeployment:
     def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
         for name in ("agent_runtime", "protocols"):
             logging.getLogger(name).setLevel(get_settings().log_level.upper())
-        self._app = create_a2a_app(A2AAgentSpec.model_validate(spec), **options)
+        database = Database(pool_size=get_settings().database_pool_size)
+        self._app = create_a2a_app(A2AAgentSpec.model_validate(spec), **options, database=database)
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return self._app
@@ -232,7 +263,9 @@ def a2a_app_builder(agent: Any = None, **fields: Any) -> Callable[[A2AAgentArgs]
 
     def build_a2a_app(args: A2AAgentArgs) -> Application:
         resolved = args.resolve(spec)
-        options = args.model_dump(include={"public_base_url", "task_timeout_s", "progress_interval_s"})
+        options = args.model_dump(
+            include={"public_base_url", "task_timeout_s", "progress_interval_s", "cancel_check_s"}
+        )
         deployment = A2AAgentDeployment.options(name=f"{resolved.name}-a2a", **args.deployment_options())
         return deployment.bind(resolved.model_dump(), options)
 

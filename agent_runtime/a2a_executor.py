@@ -9,6 +9,10 @@ agent and its A2A twin share one conversation memory. Chat events become task ev
 - ``done`` → the answer as an artifact, then ``completed`` with a final agent message;
 - ``error`` events, HTTP errors, unreachable agent, timeout → ``failed`` with a clear message;
 - cancel → the ``/chat`` stream is closed (which cancels the agent's run), then ``canceled``.
+
+With a task store shared by several replicas, a cancel may reach a replica that does not run the task:
+that replica records ``canceled`` in the store. The running replica re-reads the task's state every
+``cancel_check_s`` while it streams and stops its ``/chat`` run once it sees ``canceled``.
 """
 
 import asyncio
@@ -23,8 +27,10 @@ from typing import Any
 import httpx
 from a2a.helpers import new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.cluster import StoredTask, VersionedTaskStore
+from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
-from a2a.server.tasks import TaskUpdater
+from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
 
 from protocols.events import (
@@ -91,7 +97,8 @@ class ChatAgentExecutor(AgentExecutor):
 
     ``chat_url`` is the agent's ``/chat`` endpoint (``settings.url("/weather-agent") + "/chat"``).
     ``task_timeout_s`` bounds a whole run; ``progress_interval_s`` is the shortest gap between two
-    token-progress updates.
+    token-progress updates. With a ``task_store``, a running task re-reads its state every
+    ``cancel_check_s`` and stops when another replica canceled it.
     """
 
     def __init__(
@@ -100,11 +107,15 @@ class ChatAgentExecutor(AgentExecutor):
         *,
         task_timeout_s: float = 300.0,
         progress_interval_s: float = 1.0,
+        task_store: TaskStore | VersionedTaskStore | None = None,
+        cancel_check_s: float = 1.0,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.chat_url = chat_url
         self.task_timeout_s = task_timeout_s
         self.progress_interval_s = progress_interval_s
+        self.task_store = task_store
+        self.cancel_check_s = cancel_check_s
         # The stream may sit silent through a long tool call: the task timeout, not httpx, bounds reads.
         self._http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0, read=None),
@@ -150,18 +161,51 @@ class ChatAgentExecutor(AgentExecutor):
             return
         run = asyncio.create_task(self._run(updater, user_request, thread_id), name=f"a2a-chat:{task_id}")
         self._runs[task_id] = run
+        watcher = None
+        if self.task_store is not None:
+            watch = self._watch_for_cancel(task_id, context.call_context or ServerCallContext(), run)
+            watcher = asyncio.create_task(watch, name=f"a2a-cancel-watch:{task_id}")
         try:
             await run
         except asyncio.CancelledError:
-            # Either cancel() stopped the run (it reports CANCELED itself) or the SDK cancelled execute()
-            # (shutdown, or another replica recorded a cancel): in both cases the chat stream must close.
+            # cancel() stopped the run (it reports CANCELED itself), the watcher saw another replica's
+            # cancel, or the SDK cancelled execute() (shutdown, or our write met another replica's
+            # cancel): in every case the chat stream must close.
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)
             if task_id not in self._canceled:
                 raise
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             self._runs.pop(task_id, None)
             self._canceled.discard(task_id)
+        if watcher is not None and not watcher.cancelled() and watcher.result():
+            # Report it in this replica too: the write meets the stored CANCELED, and the SDK then ends
+            # the task here with the stored state (the client waiting on this replica gets it).
+            await updater.cancel(updater.new_agent_message([new_text_part("Task canceled.")]))
+
+    async def _watch_for_cancel(
+        self, task_id: str, call_context: ServerCallContext, run: asyncio.Task
+    ) -> bool:
+        """Poll the task's stored state while ``run`` goes on; cancel the run when the state is CANCELED
+        (recorded by another replica). Returns whether it did."""
+        assert self.task_store is not None
+        while not run.done():
+            await asyncio.sleep(self.cancel_check_s)
+            try:
+                stored = await self.task_store.get(task_id, call_context)
+            except Exception as exc:  # a store hiccup must not fail the run; the next check may work
+                logger.warning("task %s: reading its state failed: %s", task_id, _describe(exc))
+                continue
+            task = stored.task if isinstance(stored, StoredTask) else stored
+            if task is not None and task.status.state == TaskState.TASK_STATE_CANCELED and not run.done():
+                logger.info("task %s canceled through another replica: closing its /chat stream", task_id)
+                self._canceled.add(task_id)
+                run.cancel()
+                return True
+        return False
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         """Close the task's ``/chat`` stream (the agent stops its run) and report ``canceled``.

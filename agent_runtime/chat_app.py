@@ -1,4 +1,10 @@
-"""The SSE chat deployment: ``POST /chat`` streams an agent run as ``protocols.events``; ``GET /health``.
+"""The SSE chat deployment: ``POST /chat`` streams an agent run as ``protocols.events``; ``GET /health``;
+``GET`` / ``DELETE /threads/{thread_id}`` read and forget a conversation.
+
+Conversations live in the platform database (:mod:`agent_runtime.persistence`), shared by every replica
+of the agent and by its A2A face. One run per thread at a time: a message for a thread whose run is still
+going is refused with ``409 thread_busy`` before any stream starts (a lease row, so this holds across
+replicas; see :mod:`agent_runtime.persistence_leases`).
 
 An agent file turns its spec into a Serve builder with one line::
 
@@ -11,18 +17,32 @@ deep-copied or pickled by the ingress decorator, so it may hold clients, tasks a
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ray import serve
 from ray.serve import Application
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from agent_runtime.deployment import ServeDeploymentArgs
+from agent_runtime.errors import describe_error
+from agent_runtime.persistence import Database
+from agent_runtime.persistence_leases import (
+    LeaseStore,
+    LocalThreadLeases,
+    ThreadBusy,
+    ThreadLeases,
+    replica_id,
+)
+from agent_runtime.persistence_threads import read_thread
+from agent_runtime.retention import run_periodically
 from agent_runtime.runner import AgentRunner
 from agent_runtime.settings import get_settings
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
@@ -32,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 MAX_USER_REQUEST_CHARS = 16_000
 MAX_BODY_BYTES = 256 * 1024
+# A lease outlives the run's own time limit only by this margin (then it is left to expire).
+LEASE_MARGIN_S = 60.0
+_THREAD_ID_RE = re.compile(THREAD_ID_PATTERN)
 
 
 class ChatRequest(BaseModel):
@@ -94,18 +117,41 @@ async def parse_chat_request(request: Request) -> ChatRequest | JSONResponse:
         return error_response(422, "invalid_request", _validation_message(exc))
 
 
-def create_chat_app(runner: AgentRunner, *, ping_s: float = 15.0) -> FastAPI:
-    """The chat ASGI app for one runner (usable without Ray, e.g. under uvicorn or in tests)."""
+def create_chat_app(
+    runner: AgentRunner,
+    *,
+    ping_s: float = 15.0,
+    database: Database | None = None,
+    retention_days: float | None = None,
+) -> FastAPI:
+    """The chat ASGI app for one runner (usable without Ray, e.g. under uvicorn or in tests).
+
+    With a ``database`` the agent's memory and thread leases live there (opened at start-up, closed at
+    shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, memory and leases
+    stay in this process.
+    """
+    leases: LeaseStore = LocalThreadLeases()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        warm_up = asyncio.create_task(runner.warm_up(), name=f"{runner.name}-warm-up")
+        nonlocal leases
+        background: list[asyncio.Task[None]] = []
+        if database is not None:
+            runner.use_checkpointer(await database.checkpointer())
+            leases = ThreadLeases(database.engine)
+            if retention_days:
+                purge = run_periodically(database, timedelta(days=retention_days))
+                background.append(asyncio.create_task(purge, name="retention"))
+        background.append(asyncio.create_task(runner.warm_up(), name=f"{runner.name}-warm-up"))
         try:
             yield
         finally:
-            warm_up.cancel()
-            await asyncio.wait({warm_up}, timeout=5)
+            for task in background:
+                task.cancel()
+            await asyncio.wait(background, timeout=5)
             await runner.aclose()
+            if database is not None:
+                await database.aclose()
 
     app = FastAPI(title=f"{runner.name} chat agent", lifespan=lifespan)
 
@@ -116,14 +162,64 @@ def create_chat_app(runner: AgentRunner, *, ping_s: float = 15.0) -> FastAPI:
             return parsed
         thread_id = parsed.thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
+        try:
+            lease = await leases.acquire(
+                runner.thread_key(thread_id), run_id, max_hold_s=runner.run_timeout_s + LEASE_MARGIN_S
+            )
+        except ThreadBusy:
+            return _thread_busy(thread_id)
+        except Exception as exc:
+            return _storage_unavailable(thread_id, exc)
 
         async def frames() -> AsyncIterator[bytes]:
-            async for event in runner.stream(parsed.user_request, thread_id, run_id):
-                yield encode_sse(event).encode()
+            try:
+                async for event in runner.stream(parsed.user_request, thread_id, run_id, abort=lease.lost):
+                    yield encode_sse(event).encode()
+            finally:
+                await lease.release()
 
         return EventSourceResponse(
-            frames(), headers={"X-Thread-Id": thread_id, "X-Run-Id": run_id}, ping=ping_s
+            frames(),
+            # X-Replica-Id: which replica ran it (hostname:pid), for logs and multi-replica tests.
+            headers={"X-Thread-Id": thread_id, "X-Run-Id": run_id, "X-Replica-Id": replica_id()},
+            ping=ping_s,
+            background=BackgroundTask(lease.release),  # also when the stream never started
         )
+
+    @app.get("/threads/{thread_id}", response_model=None)
+    async def get_thread(thread_id: str) -> JSONResponse:
+        if not _THREAD_ID_RE.match(thread_id):
+            return _invalid_thread_id()
+        try:
+            view = await read_thread(runner.checkpointer, runner.thread_key(thread_id), thread_id)
+        except Exception as exc:
+            return _storage_unavailable(thread_id, exc)
+        if view is None:
+            return _thread_not_found(thread_id)
+        return JSONResponse(view.model_dump(mode="json", exclude_none=True))
+
+    @app.delete("/threads/{thread_id}", response_model=None)
+    async def delete_thread(thread_id: str) -> Response:
+        if not _THREAD_ID_RE.match(thread_id):
+            return _invalid_thread_id()
+        key = runner.thread_key(thread_id)
+        try:
+            lease = await leases.acquire(key, f"delete-{uuid.uuid4().hex}", max_hold_s=LEASE_MARGIN_S)
+        except ThreadBusy:
+            return _thread_busy(thread_id)
+        except Exception as exc:
+            return _storage_unavailable(thread_id, exc)
+        try:
+            config = {"configurable": {"thread_id": key, "checkpoint_ns": ""}}
+            if await runner.checkpointer.aget_tuple(config) is None:
+                return _thread_not_found(thread_id)
+            await runner.checkpointer.adelete_thread(key)
+        except Exception as exc:
+            return _storage_unavailable(thread_id, exc)
+        finally:
+            await lease.release()
+        logger.info("thread %s of agent %s deleted", thread_id, runner.name)
+        return Response(status_code=204)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -133,14 +229,38 @@ def create_chat_app(runner: AgentRunner, *, ping_s: float = 15.0) -> FastAPI:
     return app
 
 
+def _thread_busy(thread_id: str) -> JSONResponse:
+    message = f"thread {thread_id!r} has a run in progress; send the next message when it has finished"
+    return error_response(409, "thread_busy", message)
+
+
+def _storage_unavailable(thread_id: str, exc: Exception) -> JSONResponse:
+    logger.error("thread %s: the conversation store failed: %s", thread_id, describe_error(exc))
+    return error_response(503, "storage_unavailable", f"the conversation store failed: {describe_error(exc)}")
+
+
+def _thread_not_found(thread_id: str) -> JSONResponse:
+    return error_response(404, "thread_not_found", f"no conversation with thread_id {thread_id!r}")
+
+
+def _invalid_thread_id() -> JSONResponse:
+    return error_response(422, "invalid_request", f"thread_id must match {THREAD_ID_PATTERN}")
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
 @serve.ingress()
 class ChatAgentDeployment:
     """One replica of an SSE chat agent; the app is built here, in the replica."""
 
     def __init__(self, spec: AgentSpec, args: ChatAgentArgs) -> None:
-        logging.getLogger("agent_runtime").setLevel(get_settings().log_level.upper())
-        self._app = create_chat_app(AgentRunner.from_args(spec, args), ping_s=args.ping_s)
+        settings = get_settings()
+        logging.getLogger("agent_runtime").setLevel(settings.log_level.upper())
+        self._app = create_chat_app(
+            AgentRunner.from_args(spec, args),
+            ping_s=args.ping_s,
+            database=Database(pool_size=settings.database_pool_size),
+            retention_days=settings.retention_days,
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["serve_config.yaml", "serve_multi_config.yaml"]
 OUTPUT = ROOT / "docs" / "configuration.md"
-SETTINGS_CLASSES: list[str] = ["agent_runtime.settings:PlatformSettings"]
+SETTINGS_CLASSES: list[str] = ["agent_runtime.settings:PlatformSettings", "ui.config:UISettings"]
 
 
 def _type_name(annotation: Any) -> str:

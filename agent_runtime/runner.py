@@ -30,6 +30,7 @@ from agent_runtime.backoff import Backoff
 from agent_runtime.errors import describe_error
 from agent_runtime.factories import ToolRoundsExceeded, build_tool_agent, recursion_limit
 from agent_runtime.llm_client import LLMClient, LLMUnavailable
+from agent_runtime.persistence import thread_key
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
 from agent_runtime.tool_sources import SourceStatus, ToolSource, configure_source, source_status
 from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult, Usage
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_TOOL_RESULT_CHARS = 16_000
 _END = object()
+_ABORTED = object()
 _LLM_UNAVAILABLE = (
     LLMUnavailable,
     openai.APIConnectionError,  # includes APITimeoutError
@@ -61,7 +63,8 @@ def error_event(exc: BaseException) -> Error:
     """The ``error`` event for a failed run.
 
     Codes: ``tool_rounds_exceeded``, ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error``
-    (the LLM rejected the request), ``internal``; the runner itself adds ``timeout``.
+    (the LLM rejected the request), ``internal``; the runner itself adds ``timeout`` and
+    ``thread_claim_lost``.
     """
     if isinstance(exc, ToolRoundsExceeded | GraphRecursionError):
         return Error(code="tool_rounds_exceeded", message=str(exc))
@@ -219,8 +222,22 @@ class AgentRunner:
     def name(self) -> str:
         return self.spec.name
 
-    async def stream(self, user_request: str, thread_id: str, run_id: str) -> AsyncIterator[ChatEvent]:
-        """One run as events: ``metadata``, then tokens / tool calls / tool results, ``error``?, ``done``."""
+    def thread_key(self, thread_id: str) -> str:
+        """Where this agent's conversation ``thread_id`` lives in the (possibly shared) checkpointer."""
+        return thread_key(self.name, thread_id)
+
+    def use_checkpointer(self, checkpointer: Checkpointer) -> None:
+        """Switch the agent's memory (a chat app opens its database after the runner exists)."""
+        self.checkpointer = checkpointer
+        self._agent = None
+
+    async def stream(
+        self, user_request: str, thread_id: str, run_id: str, *, abort: asyncio.Event | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        """One run as events: ``metadata``, then tokens / tool calls / tool results, ``error``?, ``done``.
+
+        Setting ``abort`` stops the run with a ``thread_claim_lost`` error (its thread lease was lost).
+        """
         yield Metadata(thread_id=thread_id, run_id=run_id, agent=self.name)
         started = time.monotonic()
         translator = _Translator()
@@ -228,6 +245,7 @@ class AgentRunner:
         producer = asyncio.create_task(
             self._produce(user_request, thread_id, translator, queue), name=f"agent-run-{run_id}"
         )
+        watcher = asyncio.create_task(_put_when_set(abort, queue, _ABORTED)) if abort is not None else None
         error: Error | None = None
         finished = False
         deadline = started + self.run_timeout_s
@@ -241,12 +259,18 @@ class AgentRunner:
                     break
                 if item is _END:
                     break
+                if item is _ABORTED:
+                    message = "the run lost its claim on the thread (database unreachable?) and was stopped"
+                    error = Error(code="thread_claim_lost", message=message)
+                    break
                 if isinstance(item, Error):
                     error = item
                     continue
                 yield item
             finished = True
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await _stop(producer)
             if not finished:
                 logger.info("run %s thread %s: stopped by the caller (client gone)", run_id, thread_id)
@@ -302,7 +326,7 @@ class AgentRunner:
         try:
             agent = await self._compiled_agent()
             config = {
-                "configurable": {"thread_id": thread_id},
+                "configurable": {"thread_id": self.thread_key(thread_id)},
                 "recursion_limit": recursion_limit(self.max_tool_rounds),
             }
             inputs = {"messages": [*await self._repair_thread(agent, config), HumanMessage(user_request)]}
@@ -350,6 +374,11 @@ class AgentRunner:
             self._agent_key = key
             logger.info("agent %s built with tools %s", self.name, sorted(t.name for t in tools))
         return self._agent
+
+
+async def _put_when_set(event: asyncio.Event, queue: asyncio.Queue[Any], item: object) -> None:
+    await event.wait()
+    queue.put_nowait(item)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -6,6 +6,7 @@ production, where the same values arrive as ``runtime_env.env_vars``.
 """
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,26 @@ class PlatformSettings(BaseSettings):
         default=None, description="Brave Search API key of the web search MCP server's brave_search tool."
     )
     log_level: str = Field(default="INFO", description="Log level of every component.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Where conversations, A2A tasks and run claims live, shared by every replica: "
+        "`postgresql://user:password@host:5432/db` (pooled), or `sqlite:///path.db`; default: the SQLite "
+        "file `DATA_DIR/agents.db` (several replicas on one machine only).",
+    )
+    data_dir: str = Field(
+        default="./data",
+        description="Directory of the embedded SQLite database (made absolute when read; give an absolute "
+        "path when replicas run from other working directories).",
+    )
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Chat apps delete threads and A2A tasks untouched for this many days (hourly); "
+        "unset keeps everything. One-off: `python -m agent_runtime.retention --older-than-days N`.",
+    )
+    database_pool_size: int = Field(
+        default=5, ge=1, le=100, description="Database connections per pool in each replica."
+    )
 
     def url(self, route: str) -> str:
         """The internal URL of a route served by the Serve proxy (``route`` starts with ``/``)."""
@@ -68,6 +89,11 @@ class PlatformSettings(BaseSettings):
     def sample_upstream_url(self) -> str:
         """Base URL of the bundled sample upstream server (offline mode)."""
         return self.url(SAMPLE_UPSTREAM_ROUTE)
+
+    @property
+    def data_path(self) -> Path:
+        """``DATA_DIR`` as an absolute path."""
+        return Path(self.data_dir).expanduser().resolve()
 
     @property
     def external_base_url(self) -> str:

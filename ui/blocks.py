@@ -25,7 +25,7 @@ STORAGE_KEY = "ray-agent-platform-ui"
 STORAGE_SECRET = "ray-agent-platform-ui-v1"
 
 CSS = """
-#chat pre { white-space: pre-wrap; word-break: break-word; }
+#chat pre, #chat pre code { white-space: pre-wrap !important; overflow-wrap: anywhere; }
 #status { min-height: 1.5em; }
 """
 
@@ -48,6 +48,10 @@ class BrowserSession(BaseModel):
             return cls()
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _code(value: str) -> str:
     return f"`{value}`"
 
@@ -68,8 +72,7 @@ class ChatUI:
     def new_chat(self, agent: str | None) -> tuple[Any, ...]:
         """outputs: chatbot, thread id, status, session."""
         agent = self._agent(agent)
-        session = BrowserSession(agent=agent)
-        return [], "", f"New chat with the **{agent}** agent.", session.model_dump()
+        return [], "", f"New chat with the **{agent}** agent.", self._stored(agent, None, [])
 
     async def send(self, text: str, agent: str | None, raw_session: Any) -> AsyncIterator[tuple[Any, ...]]:
         """outputs: chatbot, message box, thread id, status, session. Streams one answer."""
@@ -83,27 +86,27 @@ class ChatUI:
             session = BrowserSession(agent=agent)
         messages = [*session.messages, {"role": "user", "content": text}]
         renderer = AnswerRenderer(messages)
-        thread = session.thread_id or ""
-        yield messages, "", thread, f"The **{agent}** agent is answering…", gr.skip()
+        yield messages, "", session.thread_id or "", f"The **{agent}** agent is answering…", gr.skip()
         async for event in self.client.stream_chat(self.agent_urls[agent], text, session.thread_id):
             renderer.apply(event)
-            if isinstance(event, Metadata):
-                thread = event.thread_id
-            yield messages, gr.skip(), thread, gr.skip(), gr.skip()
+            thread = renderer.thread_id or session.thread_id or ""
+            # Once the thread id is known the browser keeps it, so a reload mid-answer finds the thread.
+            stored = self._stored(agent, thread, messages) if isinstance(event, Metadata) else gr.skip()
+            yield messages, gr.skip(), thread, gr.skip(), stored
         renderer.finish()
         thread = renderer.thread_id or session.thread_id or ""
         if renderer.error is not None:
             status = f"The **{agent}** agent failed: `{renderer.error.code}` (details in the chat)."
         else:
-            usage = renderer.usage
-            tokens = (
-                f" {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens."
-                if usage
-                else ""
-            )
-            status = f"**{agent}** · thread {_code(thread)} ·{tokens}"
-        stored = BrowserSession(agent=agent, thread_id=thread or None, messages=messages)
-        yield messages, gr.skip(), thread, status, stored.model_dump()
+            status = f"**{agent}** · thread {_code(thread)}"
+            if renderer.usage is not None:
+                usage = renderer.usage
+                status += f" · {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens."
+        yield messages, gr.skip(), thread, status, self._stored(agent, thread, messages)
+
+    @staticmethod
+    def _stored(agent: str, thread_id: str | None, messages: list[ChatMessage]) -> dict[str, Any]:
+        return BrowserSession(agent=agent, thread_id=thread_id or None, messages=messages).model_dump()
 
     async def restore(self, raw_session: Any) -> tuple[Any, ...]:
         """Page load. outputs: agent picker, chatbot, thread id, status, session."""
@@ -112,8 +115,7 @@ class ChatUI:
         if not session.thread_id or session.agent != agent:
             return (agent, *self.new_chat(agent))
         messages, status = await self._history(agent, session.thread_id, session.messages)
-        stored = BrowserSession(agent=agent, thread_id=session.thread_id, messages=messages)
-        return agent, messages, session.thread_id, status, stored.model_dump()
+        return agent, messages, session.thread_id, status, self._stored(agent, session.thread_id, messages)
 
     async def continue_thread(self, thread_id: str, agent: str | None, raw_session: Any) -> tuple[Any, ...]:
         """outputs: chatbot, thread id, status, session."""
@@ -124,8 +126,7 @@ class ChatUI:
         session = BrowserSession.load(raw_session)
         same = session.agent == agent and session.thread_id == thread_id
         messages, status = await self._history(agent, thread_id, session.messages if same else [])
-        stored = BrowserSession(agent=agent, thread_id=thread_id, messages=messages)
-        return messages, thread_id, status, stored.model_dump()
+        return messages, thread_id, status, self._stored(agent, thread_id, messages)
 
     async def _history(
         self, agent: str, thread_id: str, cached: list[ChatMessage]
@@ -150,7 +151,7 @@ class ChatUI:
         messages = cached if cached and user_turns(cached) == user_turns(rendered) else rendered
         return messages, (
             f"Restored thread {_code(thread_id)} from the **{agent}** agent "
-            f"({len(user_turns(messages))} requests)."
+            f"({_plural(len(user_turns(messages)), 'request')})."
         )
 
 
@@ -176,7 +177,9 @@ def build_blocks(
                 label="Current thread", interactive=False, elem_id="thread-id", buttons=["copy"], scale=3
             )
             new_chat = gr.Button("New chat", elem_id="new-chat", scale=1)
-        chatbot = gr.Chatbot(elem_id="chat", height=560, label="Conversation", buttons=["copy"])
+        chatbot = gr.Chatbot(
+            elem_id="chat", height="68vh", min_height=400, show_label=False, buttons=["copy"]
+        )
         with gr.Row(equal_height=True):
             message = gr.Textbox(
                 placeholder="Ask the agent…",
@@ -204,6 +207,7 @@ def build_blocks(
         send.click(**send_args)
         fresh = {"outputs": [chatbot, thread, status, session], "api_visibility": "private"}
         new_chat.click(ui.new_chat, inputs=[agent], **fresh)
+        chatbot.clear(ui.new_chat, inputs=[agent], **fresh)
         agent.input(ui.new_chat, inputs=[agent], **fresh)
         continue_btn.click(ui.continue_thread, inputs=[continue_id, agent, session], **fresh)
         blocks.load(

@@ -1,0 +1,185 @@
+"""Turns ``/chat`` events and thread histories into Gradio chat messages (pure functions, no I/O).
+
+Messages are plain JSON-able dicts in Gradio's ``messages`` format, so the same list feeds the
+``Chatbot`` and is cached in the browser. Each tool call (and each A2A delegation, a tool named
+``a2a_*``) is a collapsible step: a message whose ``metadata.title`` names it, ``status`` ``pending``
+until its result arrives, then ``done`` with ``ok``/``error`` in the title and a short result preview.
+"""
+
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult, Usage
+from ui.client import ThreadMessage
+
+ChatMessage = dict[str, Any]
+
+A2A_PREFIX = "a2a_"
+PREVIEW_CHARS = 280
+ARGS_CHARS = 2000
+NO_RESULT = "no result"
+
+
+def step_label(tool_name: str) -> str:
+    if tool_name.startswith(A2A_PREFIX):
+        return f"Delegated to {tool_name[len(A2A_PREFIX) :]} agent ({tool_name})"
+    return f"Tool {tool_name}"
+
+
+def _fenced(text: str, lang: str = "") -> str:
+    # A fence longer than any backtick run inside keeps the block closed.
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def args_markdown(args: dict[str, Any]) -> str:
+    return "**Arguments**\n" + _fenced(
+        _shorten(json.dumps(args, indent=2, ensure_ascii=False), ARGS_CHARS), "json"
+    )
+
+
+def step_message(call_id: str, name: str, args: dict[str, Any]) -> ChatMessage:
+    return {
+        "role": "assistant",
+        "content": args_markdown(args),
+        "metadata": {"id": call_id, "title": step_label(name), "status": "pending"},
+    }
+
+
+def complete_step(
+    message: ChatMessage, name: str, status: str, content: str, duration_s: float | None
+) -> None:
+    """Mark a step message finished with its result status and a preview of the result."""
+    metadata = message["metadata"]
+    metadata["title"] = f"{step_label(name)} · {status}"
+    metadata["status"] = "done"
+    if duration_s is not None:
+        metadata["duration"] = round(duration_s, 2)
+    if status != NO_RESULT:
+        preview = _shorten(content, PREVIEW_CHARS) or "(empty)"
+        message["content"] += f"\n\n**Result ({status})**\n" + _fenced(preview, "text")
+
+
+def error_message(error: Error) -> ChatMessage:
+    return {"role": "assistant", "content": f"⚠️ **Error** `{error.code}`: {error.message}"}
+
+
+def usage_line(usage: Usage) -> str:
+    return f"*Tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion*"
+
+
+def is_step(message: ChatMessage) -> bool:
+    return bool((message.get("metadata") or {}).get("title"))
+
+
+class AnswerRenderer:
+    """Folds the events of one answer into ``messages`` (appended in place) as they arrive."""
+
+    def __init__(self, messages: list[ChatMessage], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.messages = messages
+        self.thread_id: str | None = None
+        self.usage: Usage | None = None
+        self.error: Error | None = None
+        self.finished = False
+        self._clock = clock
+        self._steps: dict[str, tuple[ChatMessage, str, float]] = {}
+        self._text_index: int | None = None  # the answer message tokens currently stream into
+        self._answer_indices: list[int] = []
+        self._streamed = ""
+
+    def apply(self, event: ChatEvent) -> None:
+        if isinstance(event, Metadata):
+            self.thread_id = event.thread_id
+        elif isinstance(event, Token):
+            self._token(event.text)
+        elif isinstance(event, ToolCall):
+            self._text_index = None
+            message = step_message(event.id, event.name, event.args)
+            self._steps[event.id] = (message, event.name, self._clock())
+            self.messages.append(message)
+        elif isinstance(event, ToolResult):
+            self._tool_result(event)
+        elif isinstance(event, Error):
+            self.error = event
+            self._text_index = None
+            self.messages.append(error_message(event))
+        elif isinstance(event, Done):
+            self._done(event)
+
+    def finish(self) -> None:
+        """End the answer (also when the stream stopped without ``done``): no step stays pending."""
+        for message, name, _ in self._steps.values():
+            complete_step(message, name, NO_RESULT, "", None)
+        self._steps.clear()
+        self.finished = True
+
+    def _token(self, text: str) -> None:
+        if self._text_index is None:
+            self.messages.append({"role": "assistant", "content": ""})
+            self._text_index = len(self.messages) - 1
+            self._answer_indices.append(self._text_index)
+        self.messages[self._text_index]["content"] += text
+        self._streamed += text
+
+    def _tool_result(self, result: ToolResult) -> None:
+        step = self._steps.pop(result.id, None)
+        if step is None:  # a result without its call: show it as a finished step of its own
+            message = step_message(result.id, result.name, {})
+            self.messages.append(message)
+            step = (message, result.name, self._clock())
+        message, _, started = step
+        complete_step(message, result.name, result.status, result.content, self._clock() - started)
+
+    def _done(self, done: Done) -> None:
+        self.thread_id = done.thread_id or self.thread_id
+        self.usage = done.usage
+        if not self._streamed.strip() and done.answer.strip():
+            self._token(done.answer)
+        if done.usage.prompt_tokens or done.usage.completion_tokens:  # nothing spent: no line
+            line = usage_line(done.usage)
+            if self._answer_indices:
+                self.messages[self._answer_indices[-1]]["content"] += f"\n\n{line}"
+            else:
+                self.messages.append({"role": "assistant", "content": line})
+        self._text_index = None
+        self.finish()
+
+
+def render_history(history: list[ThreadMessage]) -> list[ChatMessage]:
+    """Chat messages for a thread as the agent's thread API returns it."""
+    messages: list[ChatMessage] = []
+    steps: dict[str, tuple[ChatMessage, str]] = {}
+    for item in history:
+        if item.role == "user":
+            messages.append({"role": "user", "content": item.content})
+        elif item.role == "assistant":
+            if item.content.strip():
+                messages.append({"role": "assistant", "content": item.content})
+            for call in item.tool_calls:
+                message = step_message(call.id, call.name, call.args)
+                steps[call.id] = (message, call.name)
+                messages.append(message)
+        elif item.role == "tool":
+            message, name = steps.pop(item.tool_call_id or "", (None, item.name or "tool"))
+            if message is None:
+                message = step_message(item.tool_call_id or "", name, {})
+                messages.append(message)
+            status = "error" if (item.status or "").lower() == "error" else "ok"
+            complete_step(message, name, status, item.content, None)
+    for message, name in steps.values():
+        complete_step(message, name, NO_RESULT, "", None)
+    return messages
+
+
+def user_turns(messages: list[ChatMessage]) -> list[str]:
+    """The user's requests, in order: what two transcripts of the same thread must agree on."""
+    return [str(m["content"]).strip() for m in messages if m.get("role") == "user"]
