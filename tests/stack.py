@@ -7,6 +7,7 @@ tests asked for and redeploys that; apps whose config did not change keep runnin
 
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("TEST_SERVE_PORT", "18000"))
 BASE_URL = f"http://127.0.0.1:{TEST_PORT}"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_reachable() -> bool:
+    """Whether the machine's PostgreSQL answers (tests on it skip with a reason where it does not)."""
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 class DeployFailed(RuntimeError):

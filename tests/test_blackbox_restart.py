@@ -13,21 +13,12 @@ import httpx
 import pytest
 
 from protocols.events import Done, Metadata, parse_sse_lines
-from tests.stack import ROOT
+from tests.stack import POSTGRES_URL, ROOT, postgres_reachable
 
 pytestmark = pytest.mark.integration
 
 PORT = int(os.environ.get("TEST_BLACKBOX_PORT", "18090"))
 BASE = f"http://127.0.0.1:{PORT}"
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def postgres_reachable() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-        return True
-    except OSError:
-        return False
 
 
 class MakeRun:

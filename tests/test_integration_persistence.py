@@ -2,7 +2,6 @@
 shared by all of them, A2A tasks are visible from every replica, one run per thread at a time."""
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +12,9 @@ import ray
 from ray import serve
 
 from protocols.events import Done, Metadata, SSEParser, parse_sse_lines
-from tests.stack import ROOT, ServeStack
+from tests.stack import POSTGRES_URL, ROOT, ServeStack, postgres_reachable
 
 pytestmark = pytest.mark.integration
-
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @dataclass
@@ -30,14 +27,6 @@ class Durable:
 
     def url(self, path: str) -> str:
         return f"{self.stack.base_url}{path}"
-
-
-def postgres_reachable() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
