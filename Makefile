@@ -37,7 +37,7 @@ install-gpu: $(UV) ## Install the GPU extra (ray[llm], vLLM) for the vllm LLM ba
 BIN := $(VENV)/bin
 define serve_run
 	@mkdir -p $(RUN_DIR)
-	$(BIN)/python -m agent_runtime.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
+	$(BIN)/python -m platform_core.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
 	@echo "Serving $(1) on http://127.0.0.1:$(PORT) $(if $(OFFLINE),(OFFLINE: scripted model + sample upstream data))"
 	@echo "Web UI: http://127.0.0.1:$(PORT)/ui/  (ready once 'Deployed app ui' appears below)"
 	$(BIN)/serve run $(RUN_DIR)/$(notdir $(1))
@@ -67,7 +67,7 @@ bench: install ## Print latency/throughput figures of the offline stack (bench/)
 	$(BIN)/python -m bench.chat_latency
 
 docs: install ## Regenerate docs/configuration.md from the settings and builder args models
-	$(BIN)/python -m agent_runtime.config_reference
+	$(BIN)/python -m platform_core.config_reference
 
 CONFIG ?= anyscale_service_config.yaml
 

@@ -11,8 +11,7 @@
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse, ToolErrorMiddleware
@@ -24,8 +23,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from agent_runtime.errors import describe_error
-from agent_runtime.mcp_tools import MCPServers
+from platform_core.errors import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +117,3 @@ def build_tool_agent(
         checkpointer=checkpointer if checkpointer is not None else InMemorySaver(),
         name=name,
     )
-
-
-async def build_mcp_agent(
-    model: BaseChatModel,
-    servers: MCPServers | Mapping[str, str],
-    *,
-    system_prompt: str,
-    **kwargs: Any,
-) -> CompiledStateGraph:
-    """:func:`build_tool_agent` over the tools the MCP servers offer now (for one-off agents and
-    scripts; a long-lived deployment uses :class:`agent_runtime.runner.AgentRunner`, which follows
-    tool changes)."""
-    source = servers if isinstance(servers, MCPServers) else MCPServers(servers)
-    return build_tool_agent(model, await source.get_tools(), system_prompt=system_prompt, **kwargs)

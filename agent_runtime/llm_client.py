@@ -14,8 +14,8 @@ import httpx
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from agent_runtime.backoff import Backoff
-from agent_runtime.settings import get_settings
+from platform_core.backoff import Backoff
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

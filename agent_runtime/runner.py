@@ -1,4 +1,6 @@
-"""Runs an agent and turns its progress into ``/chat`` events (``protocols.events``).
+"""The run lifecycle of an agent: its graph, memory, deadline and abort, as ``/chat`` events.
+
+The mapping of LangGraph chunks to events lives in :mod:`agent_runtime.translation`.
 
 Every transport (the SSE chat app, the A2A app) drives :meth:`AgentRunner.stream`, which guarantees the
 contract: ``metadata`` first, ``done`` last, always; failures become one ``error`` event before it.
@@ -13,39 +15,30 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import openai
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from pydantic import BaseModel, Field
 
-from agent_runtime.backoff import Backoff
-from agent_runtime.errors import describe_error
-from agent_runtime.factories import ToolRoundsExceeded, build_tool_agent, recursion_limit
-from agent_runtime.llm_client import LLMClient, LLMUnavailable
-from agent_runtime.persistence import thread_key
+from agent_runtime.factories import build_tool_agent, recursion_limit
+from agent_runtime.llm_client import LLMClient
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
-from agent_runtime.tool_sources import SourceStatus, ToolSource, configure_source, source_status
-from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult, Usage
+from agent_runtime.state.database import thread_key
+from agent_runtime.tools.sources import SourceStatus, ToolSource, configure_source, source_status
+from agent_runtime.translation import EventTranslator, error_event
+from platform_core.backoff import Backoff
+from platform_core.errors import describe_error
+from protocols.events import ChatEvent, Done, Error, Metadata
 
 logger = logging.getLogger(__name__)
 
-MAX_TOOL_RESULT_CHARS = 16_000
 _END = object()
 _ABORTED = object()
-_LLM_UNAVAILABLE = (
-    LLMUnavailable,
-    openai.APIConnectionError,  # includes APITimeoutError
-    openai.InternalServerError,
-    openai.RateLimitError,
-)
 
 
 class RunnerHealth(BaseModel):
@@ -57,23 +50,6 @@ class RunnerHealth(BaseModel):
     llm: bool
     model: str | None = None
     sources: dict[str, SourceStatus] = Field(default_factory=dict)
-
-
-def error_event(exc: BaseException) -> Error:
-    """The ``error`` event for a failed run.
-
-    Codes: ``tool_rounds_exceeded``, ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error``
-    (the LLM rejected the request), ``internal``; the runner itself adds ``timeout`` and
-    ``thread_claim_lost``.
-    """
-    if isinstance(exc, ToolRoundsExceeded | GraphRecursionError):
-        return Error(code="tool_rounds_exceeded", message=str(exc))
-    detail = describe_error(exc)
-    if isinstance(exc, _LLM_UNAVAILABLE):
-        return Error(code="llm_unavailable", message=f"the language model is unavailable: {detail}")
-    if isinstance(exc, openai.APIStatusError):
-        return Error(code="llm_error", message=f"the language model rejected the request: {detail}")
-    return Error(code="internal", message=f"the agent failed: {detail}")
 
 
 def tool_set_key(tools: Sequence[BaseTool]) -> str:
@@ -93,93 +69,6 @@ def dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]
         elif isinstance(message, HumanMessage):
             return []
     return []
-
-
-def _message_text(message: BaseMessage) -> str:
-    return message.text
-
-
-@dataclass
-class _Translator:
-    """Maps LangGraph ``astream(stream_mode=["messages", "updates"])`` chunks to chat events.
-
-    Tokens come from the ``messages`` stream (chunks of the model node); tool calls from the model
-    node's completed update (arguments complete, and never for calls the round limit refused); tool
-    results from the tools node's updates, one per finished call.
-    """
-
-    answer: str | None = None
-    partial: str = ""
-    usage: Usage = field(default_factory=Usage)
-    _streamed_ids: set[str] = field(default_factory=set)
-    _current_id: str | None = None
-
-    def translate(self, mode: str, chunk: Any) -> list[ChatEvent]:
-        if mode == "messages":
-            message, meta = chunk
-            if meta.get("langgraph_node") == "model" and isinstance(message, AIMessageChunk):
-                return self._token(message)
-            return []
-        events: list[ChatEvent] = []
-        for node, update in (chunk or {}).items():
-            for message in _update_messages(update):
-                if node == "model" and isinstance(message, AIMessage):
-                    events.extend(self._model_message(message))
-                elif node == "tools" and isinstance(message, ToolMessage):
-                    events.append(_tool_result(message))
-        return events
-
-    def final_answer(self) -> str:
-        return self.answer if self.answer is not None else self.partial
-
-    def _token(self, chunk: AIMessageChunk) -> list[ChatEvent]:
-        if chunk.id != self._current_id:
-            self._current_id, self.partial = chunk.id, ""
-        text = _message_text(chunk)
-        if not text:
-            return []
-        if chunk.id:
-            self._streamed_ids.add(chunk.id)
-        self.partial += text
-        return [Token(text=text)]
-
-    def _model_message(self, message: AIMessage) -> list[ChatEvent]:
-        events: list[ChatEvent] = []
-        text = _message_text(message)
-        if text and message.id not in self._streamed_ids:
-            events.append(Token(text=text))  # a model that did not stream still shows its text
-        if message.usage_metadata:
-            self.usage.prompt_tokens += message.usage_metadata.get("input_tokens", 0)
-            self.usage.completion_tokens += message.usage_metadata.get("output_tokens", 0)
-        for call in message.tool_calls:
-            events.append(ToolCall(id=call["id"] or "", name=call["name"], args=call["args"]))
-        for bad in message.invalid_tool_calls:
-            logger.warning("model produced an invalid tool call %r: %s", bad.get("name"), bad.get("error"))
-        if not message.tool_calls:
-            self.answer = text
-        return events
-
-
-def _update_messages(update: Any) -> list[BaseMessage]:
-    if isinstance(update, dict):
-        messages = update.get("messages") or []
-        return list(messages) if isinstance(messages, list) else [messages]
-    if isinstance(update, list):
-        return [m for item in update for m in _update_messages(item)]
-    return []
-
-
-def _tool_result(message: ToolMessage) -> ToolResult:
-    content = _message_text(message)
-    if len(content) > MAX_TOOL_RESULT_CHARS:
-        dropped = len(content) - MAX_TOOL_RESULT_CHARS
-        content = f"{content[:MAX_TOOL_RESULT_CHARS]}… [{dropped} more characters]"
-    return ToolResult(
-        id=message.tool_call_id,
-        name=message.name or "",
-        status="error" if message.status == "error" else "ok",
-        content=content,
-    )
 
 
 class AgentRunner:
@@ -240,7 +129,7 @@ class AgentRunner:
         """
         yield Metadata(thread_id=thread_id, run_id=run_id, agent=self.name)
         started = time.monotonic()
-        translator = _Translator()
+        translator = EventTranslator()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         producer = asyncio.create_task(
             self._produce(user_request, thread_id, translator, queue), name=f"agent-run-{run_id}"
@@ -321,7 +210,7 @@ class AgentRunner:
         await self.llm.aclose()
 
     async def _produce(
-        self, user_request: str, thread_id: str, translator: _Translator, queue: asyncio.Queue[Any]
+        self, user_request: str, thread_id: str, translator: EventTranslator, queue: asyncio.Queue[Any]
     ) -> None:
         try:
             agent = await self._compiled_agent()

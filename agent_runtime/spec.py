@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.factories import DEFAULT_MAX_TOOL_ROUNDS
-from agent_runtime.tool_sources import ToolSource
+from agent_runtime.tools.sources import ToolSource
 
 DEFAULT_RUN_TIMEOUT_S = 120.0
 

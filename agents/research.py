@@ -1,9 +1,6 @@
 """The research agent: answers questions from the web with the web search MCP server (SSE and A2A)."""
 
-from agent_runtime.a2a_app import A2ASkill, a2a_app_builder
-from agent_runtime.chat_app import chat_app_builder
-from agent_runtime.mcp_tools import MCPServers
-from agent_runtime.spec import AgentSpec
+from agent_runtime import A2ASkill, AgentSpec, MCPServers, a2a_app_builder, chat_app_builder
 
 SYSTEM_PROMPT = """You are a research assistant. Answer from the web, never from memory.
 

@@ -1,9 +1,6 @@
 """The travel agent: plans trips by delegating to the weather and research agents over A2A."""
 
-from agent_runtime.a2a_app import A2ASkill, a2a_app_builder
-from agent_runtime.chat_app import chat_app_builder
-from agent_runtime.spec import AgentSpec
-from protocols.a2a_tool import A2AAgents
+from agent_runtime import A2AAgents, A2ASkill, AgentSpec, a2a_app_builder, chat_app_builder
 
 SYSTEM_PROMPT = """You are a travel planner. You do not look things up yourself: you delegate.
 

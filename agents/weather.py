@@ -1,9 +1,6 @@
 """The weather agent: answers weather questions with the weather MCP server's tools (SSE and A2A)."""
 
-from agent_runtime.a2a_app import A2ASkill, a2a_app_builder
-from agent_runtime.chat_app import chat_app_builder
-from agent_runtime.mcp_tools import MCPServers
-from agent_runtime.spec import AgentSpec
+from agent_runtime import A2ASkill, AgentSpec, MCPServers, a2a_app_builder, chat_app_builder
 
 SYSTEM_PROMPT = """You are a weather assistant. Answer questions about weather forecasts, weather alerts \
 and air quality using your tools; never answer from memory.

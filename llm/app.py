@@ -13,11 +13,11 @@ from collections.abc import Callable
 import ray
 from ray.serve import Application
 
-from agent_runtime.settings import PlatformSettings, get_settings
 from llm.config import BACKENDS, LLMAppArgs
 from llm.scripted.deployment import ScriptedLLM
 from llm.upstream import UpstreamLLM
 from llm.vllm_backend import build_vllm_app
+from platform_core.settings import PlatformSettings, get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from agent_runtime.deployment import (
+from platform_core.deployment import (
     MaxOngoingRequests,
     NumCpus,
     ServeDeploymentArgs,

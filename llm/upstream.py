@@ -18,8 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
-from agent_runtime.settings import get_settings
 from llm.errors import OpenAIError, install_error_handlers, read_json_object
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import httpx
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
-from agent_runtime.settings import get_settings
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

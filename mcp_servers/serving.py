@@ -27,14 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from agent_runtime.deployment import (
+from platform_core.deployment import (
     MaxOngoingRequests,
     MaxReplicas,
     NumCpus,
     ServeDeploymentArgs,
     TargetOngoingRequests,
 )
-from agent_runtime.settings import get_settings
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

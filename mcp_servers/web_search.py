@@ -17,7 +17,6 @@ from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field, SecretStr, field_validator
 from ray.serve import Application
 
-from agent_runtime.settings import get_settings
 from mcp_servers.http_upstream import base_url_field, new_client, upstream_base_url
 from mcp_servers.serving import MCPScalingArgs, build_mcp_app
 from mcp_servers.url_guard import Resolver, TrustedHost, UrlGuard
@@ -31,6 +30,7 @@ from mcp_servers.web_content import (
     page_of,
 )
 from mcp_servers.web_fetch import FetchLimits, SafeFetcher
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -103,14 +103,6 @@ def _peer(base_url: str) -> _Peer:
     return peer
 
 
-async def aclose_all() -> None:
-    """Close every cached connection pool (for shutdown hooks and tests)."""
-    peers = list(_peers.values())
-    _peers.clear()
-    for peer in peers:
-        await peer.http.aclose()
-
-
 def _rebase(card: AgentCard, base_url: str) -> AgentCard:
     """Point the card's interfaces for this route at ``base_url``.
 

@@ -19,7 +19,7 @@ from ray.serve._private import api as serve_private_api
 from ray.serve._private.constants import SERVE_NAMESPACE
 from ray.serve.schema import ApplicationStatus, ServeDeploySchema
 
-from agent_runtime.serve_config import for_local_run, load_config
+from platform_core.serve_config import for_local_run, load_config
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from a2a.types import (
 from a2a.utils.constants import TransportProtocol
 from pydantic import ValidationError
 
-from agent_runtime.a2a_app import A2AAgentArgs, A2AAgentSpec, A2ASkill, a2a_app_builder, create_a2a_app
-from agent_runtime.a2a_executor import thread_id_for_context
-from agent_runtime.settings import get_settings
+from agent_runtime.a2a.app import A2AAgentArgs, A2AAgentSpec, A2ASkill, a2a_app_builder, create_a2a_app
+from agent_runtime.a2a.executor import thread_id_for_context
+from platform_core.settings import get_settings
 from protocols.events import THREAD_ID_PATTERN
 from tests.support.servers import free_port
 from tests.test_a2a_support import ChatPeer, peer_url_fixture, serve_prefixed

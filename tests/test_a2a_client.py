@@ -12,8 +12,9 @@ import pytest
 from a2a.utils.constants import TransportProtocol
 from langchain_core.messages import ToolMessage
 
-from agent_runtime.a2a_app import A2AAgentSpec, A2ASkill, create_a2a_app
-from agent_runtime.settings import get_settings
+from agent_runtime.a2a.app import A2AAgentSpec, A2ASkill, create_a2a_app
+from agent_runtime.tools.a2a import A2AAgents, a2a_agent_tool, describe_card
+from platform_core.settings import get_settings
 from protocols.a2a_client import (
     A2ATaskFailed,
     A2ATimeout,
@@ -21,7 +22,6 @@ from protocols.a2a_client import (
     a2a_execute_text,
     resolve_card,
 )
-from protocols.a2a_tool import A2AAgents, a2a_agent_tool, describe_card
 from tests.support.servers import free_port
 from tests.test_a2a_support import ChatPeer, peer_url_fixture, serve_prefixed
 

@@ -103,6 +103,6 @@ def test_anyscale_config_rejects_unknown_fields(tmp_path: Path) -> None:
 
 
 def test_configuration_reference_is_current() -> None:
-    from agent_runtime.config_reference import OUTPUT, render
+    from platform_core.config_reference import OUTPUT, render
 
     assert OUTPUT.read_text() == render(), "docs/configuration.md is out of date: run `make docs`"

@@ -9,10 +9,10 @@ import pytest
 import ray
 from pydantic import ValidationError
 
-from agent_runtime.settings import PlatformSettings, get_settings
 from llm.app import build_app, resolve_backend
 from llm.config import LLMAppArgs
 from llm.vllm_backend import build_vllm_app, vllm_llm_config_kwargs
+from platform_core.settings import PlatformSettings, get_settings
 
 
 def settings(**values: object) -> PlatformSettings:

@@ -7,8 +7,8 @@ import pytest
 from mcp.server.fastmcp import FastMCP
 from pydantic import ValidationError
 
-from agent_runtime.settings import get_settings
 from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app, transport_security
+from platform_core.settings import get_settings
 from tests.support.servers import RoutePrefix, ServerThread, mcp_session, tool_text
 
 PREFIX = "/mcp-echo"

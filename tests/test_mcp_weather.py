@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from agent_runtime.settings import SAMPLE_UPSTREAM_ROUTE, get_settings
 from mcp_servers.serving import create_mcp_asgi_app
 from mcp_servers.weather import WeatherServerArgs, create_weather_server
+from platform_core.settings import SAMPLE_UPSTREAM_ROUTE, get_settings
 from sample_upstream.app import create_app as create_sample_upstream
 from tests.support.servers import RoutePrefix, ServerThread, closed_port_url, mcp_session, tool_text
 

@@ -23,8 +23,8 @@ from a2a.types import (
 )
 from a2a.utils.constants import TransportProtocol
 
-from agent_runtime.a2a_app import A2AAgentSpec, create_a2a_app
-from agent_runtime.persistence import Database
+from agent_runtime.a2a.app import A2AAgentSpec, create_a2a_app
+from agent_runtime.state.database import Database
 from tests.support.servers import free_port
 from tests.test_a2a_support import ChatPeer, peer_url_fixture, serve_prefixed
 from tests.test_persistence_support import database_fixtures

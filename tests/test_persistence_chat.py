@@ -12,17 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_runtime.chat_app import ChatAgentArgs, create_chat_app
-from agent_runtime.mcp_tools import MCPServers
-from agent_runtime.persistence import Database, thread_key
-from agent_runtime.persistence_leases import replica_id
+from agent_runtime.chat.app import ChatAgentArgs, create_chat_app
 from agent_runtime.runner import AgentRunner
-from agent_runtime.settings import get_settings
 from agent_runtime.spec import AgentSpec
+from agent_runtime.state.database import Database, thread_key
+from agent_runtime.state.leases import replica_id
+from agent_runtime.tools.mcp import MCPServers
 from agents.weather import SPEC as WEATHER
 from llm.scripted.server import create_app as create_scripted_llm
 from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app
 from mcp_servers.weather import WeatherServerArgs, create_weather_server
+from platform_core.settings import get_settings
 from protocols.events import ChatEvent, Done, Error, Metadata, ToolCall, aiter_sse_events
 from sample_upstream.app import create_app as create_sample_upstream
 from tests.support.servers import ServerThread, serve_mcp

@@ -17,11 +17,11 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from agent_runtime.persistence import Database, DatabaseUnavailable, DatabaseURL, default_database_url
-from agent_runtime.persistence_leases import ThreadBusy, ThreadLeases
-from agent_runtime.persistence_threads import read_thread
-from agent_runtime.retention import checkpoint_time, purge
-from agent_runtime.settings import PlatformSettings
+from agent_runtime.state.database import Database, DatabaseUnavailable, DatabaseURL, default_database_url
+from agent_runtime.state.leases import ThreadBusy, ThreadLeases
+from agent_runtime.state.retention import checkpoint_time, purge
+from agent_runtime.state.threads import read_thread
+from platform_core.settings import PlatformSettings
 from tests.support.servers import free_port
 from tests.test_persistence_support import database_fixtures, put_checkpoint, uuid6_at
 
@@ -269,7 +269,7 @@ async def test_retention_command(database_url: str) -> None:
         ids = await _age_data(db, tag, datetime.now(UTC))
 
     async def command(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "agent_runtime.retention", "--database-url", database_url, *args]
+        argv = [sys.executable, "-m", "agent_runtime.state.retention", "--database-url", database_url, *args]
         return await asyncio.to_thread(
             subprocess.run, argv, cwd=ROOT, capture_output=True, text=True, timeout=120
         )
@@ -296,7 +296,7 @@ async def test_retention_command(database_url: str) -> None:
         [
             sys.executable,
             "-m",
-            "agent_runtime.retention",
+            "agent_runtime.state.retention",
             "--older-than-days",
             "1",
             "--database-url",

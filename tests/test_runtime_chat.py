@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_runtime.chat_app import MAX_USER_REQUEST_CHARS, create_chat_app
+from agent_runtime.chat.app import MAX_USER_REQUEST_CHARS, create_chat_app
 from agent_runtime.llm_client import LLMClient
-from agent_runtime.mcp_tools import MCPServers
 from agent_runtime.runner import AgentRunner
 from agent_runtime.spec import AgentSpec
+from agent_runtime.tools.mcp import MCPServers
 from protocols.events import (
     ChatEvent,
     Done,

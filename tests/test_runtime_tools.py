@@ -11,12 +11,12 @@ import pytest
 from langchain_core.tools import BaseTool, tool
 from ray import cloudpickle
 
-from agent_runtime.chat_app import create_chat_app
+from agent_runtime.chat.app import create_chat_app
 from agent_runtime.llm_client import LLMClient
-from agent_runtime.mcp_tools import MCPServers
 from agent_runtime.runner import AgentRunner
 from agent_runtime.spec import AgentSpec
-from agent_runtime.tool_sources import CombinedTools, StaticTools, configure_source
+from agent_runtime.tools.mcp import MCPServers
+from agent_runtime.tools.sources import CombinedTools, StaticTools, configure_source
 from protocols.events import ToolResult, aiter_sse_events
 from tests.support.servers import ServerThread, free_port, serve_mcp
 from tests.test_runtime_support import Playbook, Turn, create_playbook_llm, create_test_mcp_server
@@ -152,7 +152,7 @@ def test_configured_replaces_urls_and_rejects_unknown_names() -> None:
 
 
 def test_routes_resolve_through_serve_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent_runtime.settings import get_settings
+    from platform_core.settings import get_settings
 
     monkeypatch.setenv("SERVE_BASE_URL", "http://proxy:8123")
     get_settings.cache_clear()

@@ -9,15 +9,16 @@ from langchain_core.tools import tool
 from pydantic import ValidationError
 from ray.serve import Application
 
-from agent_runtime.backoff import Backoff
-from agent_runtime.chat_app import ChatAgentArgs, ChatRequest, chat_app_builder
-from agent_runtime.deployment import ServeDeploymentArgs
-from agent_runtime.errors import describe_error
+from agent_runtime.chat.app import ChatAgentArgs, ChatRequest, chat_app_builder
 from agent_runtime.factories import tool_rounds_this_run
 from agent_runtime.llm_client import LLMClient
-from agent_runtime.runner import AgentRunner, dangling_tool_calls, error_event, tool_set_key
+from agent_runtime.runner import AgentRunner, dangling_tool_calls, tool_set_key
 from agent_runtime.spec import AgentSpec
-from agent_runtime.tool_sources import StaticTools
+from agent_runtime.tools.sources import StaticTools
+from agent_runtime.translation import error_event
+from platform_core.backoff import Backoff
+from platform_core.deployment import ServeDeploymentArgs
+from platform_core.errors import describe_error
 from tests.support.servers import ServerThread
 from tests.test_runtime_support import PLAYBOOK_MODEL_ID, create_playbook_llm
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_runtime.chat_app import ChatAgentArgs, create_chat_app
+from agent_runtime.chat.app import ChatAgentArgs, create_chat_app
 from agent_runtime.runner import AgentRunner
 from agents.weather import SPEC
 from llm.scripted.server import create_app as create_scripted_llm

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from agent_runtime.serve_config import SAMPLE_UPSTREAM_APP, for_local_run, load_config, main
+from platform_core.serve_config import SAMPLE_UPSTREAM_APP, for_local_run, load_config, main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,11 +10,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from agent_runtime.chat_app import create_chat_app
+from agent_runtime.chat.app import create_chat_app
 from agent_runtime.llm_client import LLMClient
-from agent_runtime.mcp_tools import MCPServers
 from agent_runtime.runner import AgentRunner
 from agent_runtime.spec import AgentSpec
+from agent_runtime.tools.mcp import MCPServers
 from protocols.events import Done, Error, Metadata
 from tests.support.servers import RoutePrefix, ServerThread, closed_port_url, serve_mcp
 from tests.test_runtime_support import Playbook, Turn, create_playbook_llm, create_test_mcp_server

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from agent_runtime.settings import get_settings
 from mcp_servers.serving import create_mcp_asgi_app
 from mcp_servers.web_brave import NOT_CONFIGURED, BraveSearch
 from mcp_servers.web_search import WebSearchServerArgs, create_web_search_server
+from platform_core.settings import get_settings
 from sample_upstream.app import create_app
 from tests.support.servers import call_tool, mcp_session, serve_in_thread, tool_text
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
-from agent_runtime.settings import get_settings
+from platform_core.settings import get_settings
 from ui.blocks import CSS, build_blocks
 from ui.client import AgentClient
 from ui.config import UIArgs

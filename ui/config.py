@@ -10,8 +10,8 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent_runtime.deployment import MaxOngoingRequests, NumCpus
-from agent_runtime.settings import get_settings
+from platform_core.deployment import MaxOngoingRequests, NumCpus
+from platform_core.settings import get_settings
 
 
 class UISettings(BaseSettings):

@@ -1,8 +1,8 @@
 """A test-only agent whose tools come from the probe MCP server at /mcp-probe."""
 
-from agent_runtime.chat_app import chat_app_builder
-from agent_runtime.mcp_tools import MCPServers
+from agent_runtime.chat.app import chat_app_builder
 from agent_runtime.spec import AgentSpec
+from agent_runtime.tools.mcp import MCPServers
 
 SPEC = AgentSpec(
     name="probe",

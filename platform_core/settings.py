@@ -75,7 +75,7 @@ class PlatformSettings(BaseSettings):
         default=None,
         gt=0,
         description="Chat apps delete threads and A2A tasks untouched for this many days (hourly); "
-        "unset keeps everything. One-off: `python -m agent_runtime.retention --older-than-days N`.",
+        "unset keeps everything. One-off: `python -m agent_runtime.state.retention --older-than-days N`.",
     )
     database_pool_size: int = Field(
         default=5, ge=1, le=100, description="Database connections per pool in each replica."

@@ -22,7 +22,7 @@ Tables (LangGraph's and a2a-sdk's own, plus ``thread_runs``):
 - ``tasks``, ``task_versions``, ``task_events``: A2A tasks (a2a-sdk's clustered task store: versioned
   writes, so a cancel recorded by one replica is never overwritten by the replica running the task);
   the owner column is ``"<agent>:<user>"``, so an A2A app only sees its own agent's tasks;
-- ``thread_runs``: which run holds a thread right now (:mod:`agent_runtime.persistence_leases`).
+- ``thread_runs``: which run holds a thread right now (:mod:`agent_runtime.state.leases`).
 """
 
 import asyncio
@@ -51,8 +51,8 @@ from sqlalchemy import Column, Connection, Float, MetaData, String, Table, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from agent_runtime.errors import describe_error
-from agent_runtime.settings import PlatformSettings, get_settings
+from platform_core.errors import describe_error
+from platform_core.settings import PlatformSettings, get_settings
 
 logger = logging.getLogger(__name__)
 

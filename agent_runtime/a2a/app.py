@@ -1,8 +1,8 @@
 """A2A app: a thin A2A 1.0 (and 0.3) protocol adapter in front of an SSE agent's ``/chat``.
 
 The app holds no model and no tools. It serves the agent card, A2A JSON-RPC and REST, and turns every
-message into a ``/chat`` run of the same agent through the Serve proxy (see ``a2a_executor``), so both
-faces of an agent share one memory and the adapter scales on its own.
+message into a ``/chat`` run of the same agent through the Serve proxy (see ``agent_runtime.a2a.executor``),
+so both faces of an agent share one memory and the adapter scales on its own.
 
 Routes under the app's route prefix::
 
@@ -21,7 +21,7 @@ An agent module exports a builder for its A2A face next to its SSE ``build_app``
 
 ``build_app`` here is the same builder without a spec: every card field comes from the config's args.
 
-Tasks live in the platform database (``DATABASE_URL``, :mod:`agent_runtime.persistence`) in a2a-sdk's
+Tasks live in the platform database (``DATABASE_URL``, :mod:`agent_runtime.state.database`) in a2a-sdk's
 clustered task store: every replica reads, streams (``tasks/subscribe``) and cancels every task, whichever
 replica runs it; a task survives the replica that created it.
 """
@@ -46,11 +46,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agent_runtime.a2a_executor import ChatAgentExecutor
-from agent_runtime.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
-from agent_runtime.persistence import Database
-from agent_runtime.settings import get_settings
-from agent_runtime.tool_sources import resolve_url
+from agent_runtime.a2a.executor import ChatAgentExecutor
+from agent_runtime.state.database import Database
+from agent_runtime.tools.sources import resolve_url
+from platform_core.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

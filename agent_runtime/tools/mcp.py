@@ -5,7 +5,7 @@ down (an ``ExceptionGroup`` from the transport), so each server is loaded on its
 state; a server that stops answering keeps its last tools (calls to them fail as tool errors).
 
 Refresh is lazy, driven by ``get_tools()`` calls, with backoff after failures (the mechanism shared
-with other remote sources: :class:`agent_runtime.tool_sources.RefreshingToolSource`). The caller waits
+with other remote sources: :class:`agent_runtime.tools.sources.RefreshingToolSource`). The caller waits
 only for the very first load, or while no server has delivered any tool yet (each load bounded by
 ``timeout_s``); otherwise the refresh runs in the background and the caller gets the current tools.
 
@@ -21,7 +21,7 @@ from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.sessions import StreamableHttpConnection
 from langchain_mcp_adapters.tools import load_mcp_tools
 
-from agent_runtime.tool_sources import RefreshingToolSource
+from agent_runtime.tools.sources import RefreshingToolSource
 
 
 class MCPServers(RefreshingToolSource):

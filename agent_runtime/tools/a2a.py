@@ -15,8 +15,8 @@ from a2a.types import AgentCard
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from agent_runtime.errors import describe_error
-from agent_runtime.tool_sources import RefreshingToolSource, resolve_url
+from agent_runtime.tools.sources import RefreshingToolSource, resolve_url
+from platform_core.errors import describe_error
 from protocols.a2a_client import (
     A2ACallError,
     A2ATaskFailed,

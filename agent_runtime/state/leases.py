@@ -26,8 +26,8 @@ from sqlalchemy import and_, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agent_runtime.errors import describe_error
-from agent_runtime.persistence import thread_runs
+from agent_runtime.state.database import thread_runs
+from platform_core.errors import describe_error
 
 logger = logging.getLogger(__name__)
 

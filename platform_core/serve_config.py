@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from agent_runtime.settings import SAMPLE_UPSTREAM_ROUTE
+from platform_core.settings import SAMPLE_UPSTREAM_ROUTE
 
 logger = logging.getLogger(__name__)
 

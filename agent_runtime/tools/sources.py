@@ -28,9 +28,9 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent_runtime.backoff import Backoff
-from agent_runtime.errors import describe_error
-from agent_runtime.settings import get_settings
+from platform_core.backoff import Backoff
+from platform_core.errors import describe_error
+from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Delete conversations and A2A tasks nobody touched for a while.
 
-    python -m agent_runtime.retention --older-than-days 30 [--dry-run] [--database-url URL]
+    python -m agent_runtime.state.retention --older-than-days 30 [--dry-run] [--database-url URL]
 
 - a thread goes when its latest checkpoint is older than the cutoff (LangGraph checkpoint ids are
   time-ordered UUIDv6: the id says when it was written); it is deleted through the checkpointer
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from a2a.server.models import TaskEventModel, TaskModel, TaskVersionModel
 from sqlalchemy import Column, MetaData, String, Table, delete, func, select
 
-from agent_runtime.persistence import Database, DatabaseUnavailable, thread_runs
+from agent_runtime.state.database import Database, DatabaseUnavailable, thread_runs
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The SSE chat deployment: ``POST /chat`` streams an agent run as ``protocols.events``; ``GET /health``;
 ``GET`` / ``DELETE /threads/{thread_id}`` read and forget a conversation.
 
-Conversations live in the platform database (:mod:`agent_runtime.persistence`), shared by every replica
+Conversations live in the platform database (:mod:`agent_runtime.state.database`), shared by every replica
 of the agent and by its A2A face. One run per thread at a time: a message for a thread whose run is still
 going is refused with ``409 thread_busy`` before any stream starts (a lease row, so this holds across
-replicas; see :mod:`agent_runtime.persistence_leases`).
+replicas; see :mod:`agent_runtime.state.leases`).
 
 An agent file turns its spec into a Serve builder with one line::
 
@@ -31,21 +31,21 @@ from ray.serve import Application
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from agent_runtime.deployment import ServeDeploymentArgs
-from agent_runtime.errors import describe_error
-from agent_runtime.persistence import Database
-from agent_runtime.persistence_leases import (
+from agent_runtime.runner import AgentRunner
+from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
+from agent_runtime.state.database import Database
+from agent_runtime.state.leases import (
     LeaseStore,
     LocalThreadLeases,
     ThreadBusy,
     ThreadLeases,
     replica_id,
 )
-from agent_runtime.persistence_threads import read_thread
-from agent_runtime.retention import run_periodically
-from agent_runtime.runner import AgentRunner
-from agent_runtime.settings import get_settings
-from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
+from agent_runtime.state.retention import run_periodically
+from agent_runtime.state.threads import read_thread
+from platform_core.deployment import ServeDeploymentArgs
+from platform_core.errors import describe_error
+from platform_core.settings import get_settings
 from protocols.events import THREAD_ID_PATTERN, encode_sse
 
 logger = logging.getLogger(__name__)

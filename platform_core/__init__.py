@@ -1,0 +1,27 @@
+"""Plumbing every app of the platform shares: settings, Serve sizing, config tools, errors, backoff.
+
+The lowest layer beside :mod:`protocols`: ``llm``, ``mcp_servers``, ``agent_runtime`` and ``ui`` import
+it, it imports none of them.
+
+- :mod:`platform_core.settings`: the one ``BaseSettings`` (environment variables of every app).
+- :mod:`platform_core.deployment`: the Serve sizing args every builder accepts.
+- :mod:`platform_core.serve_config`: the local-run transform behind ``make run`` (a CLI).
+- :mod:`platform_core.config_reference`: ``docs/configuration.md`` from the models (``make docs``).
+- :mod:`platform_core.errors`: error descriptions safe to show a client.
+- :mod:`platform_core.backoff`: jittered exponential backoff.
+"""
+
+from platform_core.backoff import Backoff
+from platform_core.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
+from platform_core.errors import describe_error
+from platform_core.settings import PlatformSettings, get_settings
+
+__all__ = [
+    "Backoff",
+    "MaxOngoingRequests",
+    "NumCpus",
+    "PlatformSettings",
+    "ServeDeploymentArgs",
+    "describe_error",
+    "get_settings",
+]
