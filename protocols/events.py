@@ -5,6 +5,7 @@ Every frame is ``event: <type>`` followed by ``data: <one JSON object>``. ``meta
 """
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal
 
@@ -12,7 +13,15 @@ from pydantic import BaseModel, Field
 
 # The thread ids ``POST /chat`` accepts: what a client (or the A2A adapter mapping its context ids) may
 # send as ``thread_id``. Conservative so they are safe as checkpointer keys and in logs and headers.
+# The pattern is for JSON schema and pydantic (where ``$`` is the end of the text); Python code checks
+# with :func:`is_valid_thread_id`, since ``re.match(...$)`` also accepts a trailing newline.
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_THREAD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def is_valid_thread_id(value: str) -> bool:
+    """Whether ``value`` is a thread id ``POST /chat`` accepts (the whole string, no trailing newline)."""
+    return _THREAD_ID_RE.fullmatch(value) is not None
 
 
 class Metadata(BaseModel):

@@ -6,14 +6,13 @@ answers it is authoritative, when it does not (older agent, agent down) the brow
 """
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocols.events import THREAD_ID_PATTERN, Metadata
+from protocols.events import Metadata, is_valid_thread_id
 from ui.client import AgentClient, HistoryUnavailable
 from ui.transcript import AnswerRenderer, ChatMessage, render_history, user_turns
 
@@ -120,7 +119,7 @@ class ChatUI:
     async def continue_thread(self, thread_id: str, agent: str | None, raw_session: Any) -> tuple[Any, ...]:
         """outputs: chatbot, thread id, status, session."""
         thread_id = (thread_id or "").strip()
-        if not re.fullmatch(THREAD_ID_PATTERN, thread_id):
+        if not is_valid_thread_id(thread_id):
             return gr.skip(), gr.skip(), f"⚠️ {_code(thread_id or ' ')} is not a valid thread id.", gr.skip()
         agent = self._agent(agent)
         session = BrowserSession.load(raw_session)

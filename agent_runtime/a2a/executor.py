@@ -18,7 +18,6 @@ that replica records ``canceled`` in the store. The running replica re-reads the
 import asyncio
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +33,6 @@ from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
 
 from protocols.events import (
-    THREAD_ID_PATTERN,
     Done,
     Error,
     Metadata,
@@ -42,11 +40,11 @@ from protocols.events import (
     ToolCall,
     ToolResult,
     aiter_sse_events,
+    is_valid_thread_id,
 )
 
 logger = logging.getLogger(__name__)
 
-_THREAD_ID_RE = re.compile(THREAD_ID_PATTERN)
 _ERROR_BODY_LIMIT = 500
 _TOOL_CONTENT_LIMIT = 200
 
@@ -54,7 +52,7 @@ _TOOL_CONTENT_LIMIT = 200
 def thread_id_for_context(context_id: str) -> str:
     """The chat ``thread_id`` for an A2A context id: the id itself when the chat app accepts it, otherwise
     a stable hash, so every message of one A2A context lands in the same conversation."""
-    if _THREAD_ID_RE.match(context_id):
+    if is_valid_thread_id(context_id):
         return context_id
     return "a2a-" + hashlib.sha256(context_id.encode()).hexdigest()[:40]
 

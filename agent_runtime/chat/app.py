@@ -17,7 +17,6 @@ deep-copied or pickled by the ingress decorator, so it may hold clients, tasks a
 import asyncio
 import json
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -46,7 +45,7 @@ from agent_runtime.state.threads import read_thread
 from platform_core.deployment import ServeDeploymentArgs
 from platform_core.errors import describe_error
 from platform_core.settings import get_settings
-from protocols.events import THREAD_ID_PATTERN, encode_sse
+from protocols.events import THREAD_ID_PATTERN, encode_sse, is_valid_thread_id
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ MAX_USER_REQUEST_CHARS = 16_000
 MAX_BODY_BYTES = 256 * 1024
 # A lease outlives the run's own time limit only by this margin (then it is left to expire).
 LEASE_MARGIN_S = 60.0
-_THREAD_ID_RE = re.compile(THREAD_ID_PATTERN)
 
 
 class ChatRequest(BaseModel):
@@ -188,7 +186,7 @@ def create_chat_app(
 
     @app.get("/threads/{thread_id}", response_model=None)
     async def get_thread(thread_id: str) -> JSONResponse:
-        if not _THREAD_ID_RE.match(thread_id):
+        if not is_valid_thread_id(thread_id):
             return _invalid_thread_id()
         try:
             view = await read_thread(runner.checkpointer, runner.thread_key(thread_id), thread_id)
@@ -200,7 +198,7 @@ def create_chat_app(
 
     @app.delete("/threads/{thread_id}", response_model=None)
     async def delete_thread(thread_id: str) -> Response:
-        if not _THREAD_ID_RE.match(thread_id):
+        if not is_valid_thread_id(thread_id):
             return _invalid_thread_id()
         key = runner.thread_key(thread_id)
         try:
@@ -235,8 +233,11 @@ def _thread_busy(thread_id: str) -> JSONResponse:
 
 
 def _storage_unavailable(thread_id: str, exc: Exception) -> JSONResponse:
+    # The cause goes to the log only: database error text can name hosts, users and schema.
     logger.error("thread %s: the conversation store failed: %s", thread_id, describe_error(exc))
-    return error_response(503, "storage_unavailable", f"the conversation store failed: {describe_error(exc)}")
+    return error_response(
+        503, "storage_unavailable", "the conversation store is unavailable; try again later"
+    )
 
 
 def _thread_not_found(thread_id: str) -> JSONResponse:
