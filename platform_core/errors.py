@@ -1,10 +1,37 @@
-"""Readable one-line descriptions of failures that reach a model, a client or a log line.
+"""The platform's exception tree, and readable one-line descriptions of failures.
+
+Every error the platform raises on purpose derives from :class:`PlatformError`, so a caller can catch
+the platform's failures apart from library and programming errors::
+
+    PlatformError
+     ├── APIError                 an HTTP error answer (platform_core.api_errors)
+     ├── ConfigurationError       a setting or builder arg that cannot work
+     ├── DatabaseUnavailable      the platform database failed (agent_runtime.state.database)
+     ├── ThreadBusy               a thread already has a run in progress (agent_runtime.state.leases)
+     ├── LLMUnavailable           the model endpoint cannot be reached (agent_runtime.llm_client)
+     ├── AgentRunError            a run ended by the platform's run policy (agent_runtime.factories)
+     │    ├── ToolRoundsExceeded
+     │    └── InvalidToolCall
+     ├── A2ACallError             a call to a remote agent failed (protocols.a2a_client)
+     │    ├── A2AUnavailable
+     │    ├── A2ATimeout
+     │    └── A2ATaskFailed
+     ├── ChatRequestError         a ``/chat`` call answered an error before its stream (protocols.chat_client)
+     └── OpenAIError              an error of the ``/llm`` app in the OpenAI shape (llm.errors)
 
 MCP transports (anyio task groups) wrap the real cause in nested ``ExceptionGroup``s; the leaf is what
-a person or a model needs to see ("ConnectError: All connection attempts failed").
+a person or a model needs to see ("ConnectError: All connection attempts failed"): :func:`describe_error`.
 """
 
 MAX_MESSAGE_CHARS = 500
+
+
+class PlatformError(Exception):
+    """Root of every exception the platform raises on purpose."""
+
+
+class ConfigurationError(PlatformError, ValueError):
+    """A setting or builder arg that cannot work (raised at start-up, never mid-request)."""
 
 
 def root_causes(exc: BaseException) -> list[BaseException]:

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOORS = {
-    "platform_core": 2,
+    "platform_core": 1,
     "protocols": 2,
     "agent_runtime": 3,
     "llm": 3,

@@ -42,6 +42,7 @@ from agent_runtime.state.leases import (
 )
 from agent_runtime.state.retention import run_periodically
 from agent_runtime.state.threads import read_thread
+from platform_core.api_errors import APIError, install_api_error_handlers, validation_message
 from platform_core.deployment import ServeDeploymentArgs
 from platform_core.errors import describe_error
 from platform_core.settings import get_settings
@@ -81,38 +82,47 @@ class ChatAgentArgs(AgentRuntimeArgs, ServeDeploymentArgs):
     ping_s: float = Field(default=15.0, gt=0, description="SSE keep-alive comment interval while idle.")
 
 
-def error_response(status_code: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
-async def parse_chat_request(request: Request) -> ChatRequest | JSONResponse:
-    """The validated body, or the 4xx answer to send instead."""
+async def parse_chat_request(request: Request) -> ChatRequest:
+    """The validated body; raises :class:`APIError` (413, 400, 422) before any stream starts."""
+    too_large = APIError(413, "request_too_large", f"request body over {MAX_BODY_BYTES} bytes")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        return error_response(413, "request_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > MAX_BODY_BYTES:
-            return error_response(413, "request_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            raise too_large
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error_response(400, "invalid_json", f"request body is not valid JSON: {exc}")
+        raise APIError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        return error_response(422, "invalid_request", "request body must be a JSON object")
+        raise APIError(422, "invalid_request", "request body must be a JSON object")
     try:
         return ChatRequest.model_validate(payload, strict=False)
     except ValidationError as exc:
-        return error_response(422, "invalid_request", _validation_message(exc))
+        raise APIError(422, "invalid_request", validation_message(exc)) from None
+
+
+def _thread_busy(thread_id: str) -> APIError:
+    message = f"thread {thread_id!r} has a run in progress; send the next message when it has finished"
+    return APIError(409, "thread_busy", message)
+
+
+def _storage_unavailable(thread_id: str, exc: Exception) -> APIError:
+    # The cause goes to the log only: database error text can name hosts, users and schema.
+    logger.error("thread %s: the conversation store failed: %s", thread_id, describe_error(exc))
+    return APIError(503, "storage_unavailable", "the conversation store is unavailable; try again later")
+
+
+def _thread_not_found(thread_id: str) -> APIError:
+    return APIError(404, "thread_not_found", f"no conversation with thread_id {thread_id!r}")
+
+
+def _check_thread_id(thread_id: str) -> None:
+    if not is_valid_thread_id(thread_id):
+        raise APIError(422, "invalid_request", f"thread_id must match {THREAD_ID_PATTERN}")
 
 
 def create_chat_app(
@@ -152,12 +162,11 @@ def create_chat_app(
                 await database.aclose()
 
     app = FastAPI(title=f"{runner.name} chat agent", lifespan=lifespan)
+    install_api_error_handlers(app)
 
     @app.post("/chat", response_model=None)
-    async def chat(request: Request) -> EventSourceResponse | JSONResponse:
+    async def chat(request: Request) -> EventSourceResponse:
         parsed = await parse_chat_request(request)
-        if isinstance(parsed, JSONResponse):
-            return parsed
         thread_id = parsed.thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
         try:
@@ -165,9 +174,9 @@ def create_chat_app(
                 runner.thread_key(thread_id), run_id, max_hold_s=runner.run_timeout_s + LEASE_MARGIN_S
             )
         except ThreadBusy:
-            return _thread_busy(thread_id)
+            raise _thread_busy(thread_id) from None
         except Exception as exc:
-            return _storage_unavailable(thread_id, exc)
+            raise _storage_unavailable(thread_id, exc) from None
 
         async def frames() -> AsyncIterator[bytes]:
             try:
@@ -186,36 +195,36 @@ def create_chat_app(
 
     @app.get("/threads/{thread_id}", response_model=None)
     async def get_thread(thread_id: str) -> JSONResponse:
-        if not is_valid_thread_id(thread_id):
-            return _invalid_thread_id()
+        _check_thread_id(thread_id)
         try:
             view = await read_thread(runner.checkpointer, runner.thread_key(thread_id), thread_id)
         except Exception as exc:
-            return _storage_unavailable(thread_id, exc)
+            raise _storage_unavailable(thread_id, exc) from None
         if view is None:
-            return _thread_not_found(thread_id)
+            raise _thread_not_found(thread_id)
         return JSONResponse(view.model_dump(mode="json", exclude_none=True))
 
     @app.delete("/threads/{thread_id}", response_model=None)
     async def delete_thread(thread_id: str) -> Response:
-        if not is_valid_thread_id(thread_id):
-            return _invalid_thread_id()
+        _check_thread_id(thread_id)
         key = runner.thread_key(thread_id)
         try:
             lease = await leases.acquire(key, f"delete-{uuid.uuid4().hex}", max_hold_s=LEASE_MARGIN_S)
         except ThreadBusy:
-            return _thread_busy(thread_id)
+            raise _thread_busy(thread_id) from None
         except Exception as exc:
-            return _storage_unavailable(thread_id, exc)
+            raise _storage_unavailable(thread_id, exc) from None
         try:
             config = {"configurable": {"thread_id": key, "checkpoint_ns": ""}}
-            if await runner.checkpointer.aget_tuple(config) is None:
-                return _thread_not_found(thread_id)
-            await runner.checkpointer.adelete_thread(key)
+            found = await runner.checkpointer.aget_tuple(config) is not None
+            if found:
+                await runner.checkpointer.adelete_thread(key)
         except Exception as exc:
-            return _storage_unavailable(thread_id, exc)
+            raise _storage_unavailable(thread_id, exc) from None
         finally:
             await lease.release()
+        if not found:
+            raise _thread_not_found(thread_id)
         logger.info("thread %s of agent %s deleted", thread_id, runner.name)
         return Response(status_code=204)
 
@@ -225,27 +234,6 @@ def create_chat_app(
         return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
 
     return app
-
-
-def _thread_busy(thread_id: str) -> JSONResponse:
-    message = f"thread {thread_id!r} has a run in progress; send the next message when it has finished"
-    return error_response(409, "thread_busy", message)
-
-
-def _storage_unavailable(thread_id: str, exc: Exception) -> JSONResponse:
-    # The cause goes to the log only: database error text can name hosts, users and schema.
-    logger.error("thread %s: the conversation store failed: %s", thread_id, describe_error(exc))
-    return error_response(
-        503, "storage_unavailable", "the conversation store is unavailable; try again later"
-    )
-
-
-def _thread_not_found(thread_id: str) -> JSONResponse:
-    return error_response(404, "thread_not_found", f"no conversation with thread_id {thread_id!r}")
-
-
-def _invalid_thread_id() -> JSONResponse:
-    return error_response(422, "invalid_request", f"thread_id must match {THREAD_ID_PATTERN}")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
