@@ -34,7 +34,7 @@ from a2a.types import (
     StreamResponse,
     TaskState,
 )
-from a2a.utils.constants import TransportProtocol
+from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from a2a.utils.errors import A2AError
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,12 @@ def _peer(base_url: str) -> _Peer:
     peer = _peers.get(base_url)
     if peer is None or peer.loop is not loop or peer.http.is_closed:
         # Reads are bounded by each call's own timeout; httpx's default 5 s is far too short for agents.
-        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=_CONNECT_TIMEOUT_S, read=None))
+        # The version header from the first request on, the card fetch included: without it an A2A server
+        # takes us for a 0.3 client and serves the 0.3 card (the SDK adds it only once a client is made).
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=_CONNECT_TIMEOUT_S, read=None),
+            headers={VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
+        )
         peer = _peers[base_url] = _Peer(http=http, loop=loop)
     return peer
 

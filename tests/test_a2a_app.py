@@ -5,15 +5,18 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from a2a.client import ClientConfig, ClientFactory
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+from a2a.compat.v0_3.types import AgentCard as AgentCardV03
 from a2a.helpers import get_artifact_text, get_message_text
 from a2a.server.context import ServerCallContext
 from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import (
+    AgentCard,
     CancelTaskRequest,
     GetTaskRequest,
     Message,
@@ -26,6 +29,7 @@ from a2a.types import (
     TaskStatus,
 )
 from a2a.utils.constants import TransportProtocol
+from google.protobuf import json_format
 from pydantic import ValidationError
 
 from agent_runtime.a2a.app import A2AAgentArgs, A2AAgentSpec, A2ASkill, a2a_app_builder, create_a2a_app
@@ -94,12 +98,25 @@ async def send_blocking(
 # --- card and health ---------------------------------------------------------------------------------
 
 
-async def test_card_describes_agent_with_urls_from_public_base() -> None:
-    app = create_a2a_app(SPEC, public_base_url="https://agents.example.com/")
+V1 = {"A2A-Version": "1.0"}
+V03_ONLY_FIELDS = {"url", "preferredTransport", "protocolVersion", "additionalInterfaces"}
+
+
+async def get_card(app, headers: dict[str, str] | None = None) -> httpx.Response:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
-        card = (await client.get("/.well-known/agent-card.json")).json()
-    assert card["name"] == "weather" and card["description"] == SPEC.description
-    assert card["version"] == "1.0.0"
+        response = await client.get("/.well-known/agent-card.json", headers=headers)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def test_v1_card_is_valid_for_the_1_0_schema_and_has_no_0_3_fields() -> None:
+    app = create_a2a_app(SPEC, public_base_url="https://agents.example.com/")
+    response = await get_card(app, V1)
+    card = response.json()
+    # The SDK's 1.0 AgentCard, strictly: an unknown field (a 0.3 one) would raise ParseError.
+    parsed = json_format.ParseDict(card, AgentCard(), ignore_unknown_fields=False)
+    assert parsed.name == "weather" and not V03_ONLY_FIELDS & card.keys()
+    assert card["description"] == SPEC.description and card["version"] == "1.0.0"
     assert card["capabilities"]["streaming"] is True
     assert card["defaultInputModes"] == ["text/plain"] and card["defaultOutputModes"] == ["text/plain"]
     assert [(s["id"], s["tags"], s["examples"]) for s in card["skills"]] == [
@@ -112,8 +129,36 @@ async def test_card_describes_agent_with_urls_from_public_base() -> None:
         ("JSONRPC", "0.3"): "https://agents.example.com/a2a-weather/",
         ("HTTP+JSON", "0.3"): "https://agents.example.com/a2a-weather",
     }
-    # The 0.3 fields a 0.3 client reads.
-    assert card["protocolVersion"] == "0.3" and card["url"] == "https://agents.example.com/a2a-weather/"
+    assert response.headers["vary"] == "A2A-Version"
+
+
+@pytest.mark.parametrize("headers", [None, {"A2A-Version": ""}, {"A2A-Version": "0.3"}])
+async def test_v03_card_for_clients_without_a_1_x_version_header(headers: dict[str, str] | None) -> None:
+    app = create_a2a_app(SPEC, public_base_url="https://agents.example.com/")
+    card = (await get_card(app, headers)).json()
+    parsed = AgentCardV03.model_validate(card)  # the SDK's 0.3 card model
+    assert "supportedInterfaces" not in card and V03_ONLY_FIELDS <= card.keys()
+    assert (parsed.name, parsed.description, parsed.version) == ("weather", SPEC.description, "1.0.0")
+    assert (card["url"], card["preferredTransport"], card["protocolVersion"]) == (
+        "https://agents.example.com/a2a-weather/",
+        "JSONRPC",
+        "0.3",
+    )
+    assert card["additionalInterfaces"] == [
+        {"transport": "HTTP+JSON", "url": "https://agents.example.com/a2a-weather"}
+    ]
+    assert card["capabilities"]["streaming"] is True and card["skills"][0]["tags"] == ["forecast"]
+
+
+async def test_card_etag_revalidates_per_version() -> None:
+    app = create_a2a_app(SPEC, public_base_url="https://agents.example.com/")
+    v1, v03 = (await get_card(app, V1)).headers["etag"], (await get_card(app)).headers["etag"]
+    assert v1 != v03 and v1.startswith('W/"')
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
+        path = "/.well-known/agent-card.json"
+        assert (await client.get(path, headers=V1 | {"If-None-Match": v1})).status_code == 304
+        assert (await client.get(path, headers={"If-None-Match": v1})).status_code == 200  # the 0.3 card
+        assert (await client.get(path, headers={"If-None-Match": v03})).status_code == 304
 
 
 async def test_card_public_base_defaults_to_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,12 +169,12 @@ async def test_card_public_base_defaults_to_settings(monkeypatch: pytest.MonkeyP
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
-        card = (await client.get("/.well-known/agent-card.json")).json()
+    card = (await get_card(app, V1)).json()
     assert {i["url"] for i in card["supportedInterfaces"]} == {
         "https://svc.example.org/a2a-weather",
         "https://svc.example.org/a2a-weather/",
     }
+    assert (await get_card(app)).json()["url"] == "https://svc.example.org/a2a-weather/"
 
 
 def test_args_override_spec_and_generic_args_need_card_fields() -> None:
@@ -192,6 +237,127 @@ async def test_send_message_completes_with_answer_artifact(
     history = [get_message_text(m) for m in task.history]
     assert history[0] == "tools: weather in Paris?"
     assert "Calling tool get_forecast." in history and "Tool get_forecast ok." in history
+
+
+def recording_client(sent: list[tuple[str, str]]) -> httpx.AsyncClient:
+    """An httpx client that records ``(path, A2A-Version header)`` of every request it sends."""
+
+    async def record(request: httpx.Request) -> None:
+        sent.append((request.url.path, request.headers.get("A2A-Version", "")))
+
+    return httpx.AsyncClient(timeout=30, event_hooks={"request": [record]})
+
+
+@pytest.mark.parametrize("binding", [TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])
+async def test_sdk_client_resolves_the_1_0_card_and_speaks_1_0(
+    server: A2AServer, binding: TransportProtocol
+) -> None:
+    sent: list[tuple[str, str]] = []
+    config = ClientConfig(
+        streaming=False, supported_protocol_bindings=[binding], httpx_client=recording_client(sent)
+    )
+    client = await ClientFactory(config).create_from_url(server.url)
+    async with client:
+        [response] = [r async for r in client.send_message(user_message("hello 1.0"))]
+    assert response.task.status.state == TaskState.TASK_STATE_COMPLETED
+    card_request, *calls = sent
+    assert card_request == (PREFIX + "/.well-known/agent-card.json", "1.0")
+    assert calls and all(version == "1.0" for _, version in calls)
+
+
+@pytest.mark.parametrize("binding", [TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])
+async def test_sdk_client_on_the_0_3_card_speaks_0_3(server: A2AServer, binding: TransportProtocol) -> None:
+    """Without the header the card is the 0.3 one: the SDK reads it and speaks 0.3 on each binding."""
+    sent: list[tuple[str, str]] = []
+    async with httpx.AsyncClient(timeout=30) as bare:
+        card = await A2ACardResolver(bare, server.url).get_agent_card()
+    assert {i.protocol_version for i in card.supported_interfaces} == {"0.3"}
+    config = ClientConfig(
+        streaming=False, supported_protocol_bindings=[binding], httpx_client=recording_client(sent)
+    )
+    client = ClientFactory(config).create(card)
+    async with client:
+        [response] = [r async for r in client.send_message(user_message("hello 0.3"))]
+    assert response.task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert get_artifact_text(response.task.artifacts[0]).startswith("echo: hello 0.3")
+    assert sent and all(version == "0.3" for _, version in sent)
+
+
+async def test_raw_0_3_client_works_from_the_card_alone(server: A2AServer) -> None:
+    """A 0.3 client: no version header, URLs taken from ``url`` and ``additionalInterfaces``."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        card = (await client.get(server.url + "/.well-known/agent-card.json")).json()
+        assert card["preferredTransport"] == "JSONRPC" and card["protocolVersion"] == "0.3"
+        rpc = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "message/send",
+            "params": {
+                "message": {
+                    "kind": "message",
+                    "messageId": uuid.uuid4().hex,
+                    "role": "user",
+                    "parts": [{"kind": "text", "text": "via card url"}],
+                }
+            },
+        }
+        result = (await client.post(card["url"], json=rpc)).json()["result"]
+        assert result["status"]["state"] == "completed"
+        [rest] = [i["url"] for i in card["additionalInterfaces"] if i["transport"] == "HTTP+JSON"]
+        body = {
+            "message": {
+                "messageId": uuid.uuid4().hex,
+                "role": "ROLE_USER",
+                "content": [{"text": "via rest"}],
+            },
+            "configuration": {"blocking": True},
+        }
+        response = await client.post(rest + "/v1/message:send", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["task"]["artifacts"][0]["parts"][0]["text"].startswith("echo: via rest")
+
+
+def metadata_keys(value: object) -> set[str]:
+    """Every key inside every ``metadata`` object of a JSON document."""
+    keys: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "metadata" and isinstance(item, dict):
+                keys |= _all_keys(item)
+            keys |= metadata_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            keys |= metadata_keys(item)
+    return keys
+
+
+def _all_keys(value: object) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for item in value.values() for k in _all_keys(item)}
+    if isinstance(value, list):
+        return {k for item in value for k in _all_keys(item)}
+    return set()
+
+
+async def test_task_metadata_uses_camel_case_keys(server: A2AServer) -> None:
+    task = await send_blocking(server, "tools: metadata please", TransportProtocol.HTTP_JSON)
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"{server.url}/tasks/{task.id}", headers=V1)
+    assert response.status_code == 200, response.text
+    stored = response.json()
+    metadata = stored["metadata"]
+    assert datetime.fromisoformat(metadata["startedAt"]).tzinfo is not None
+    assert metadata["threadId"] == thread_id_for_context(stored["contextId"])
+    assert metadata["runId"] == "run-1"  # the peer's chat run
+    usage = {"promptTokens": 3, "completionTokens": 7}
+    assert stored["artifacts"][0]["metadata"] == {"usage": usage}
+    assert stored["status"]["message"]["metadata"] == {"usage": usage}
+    progress = [m["metadata"] for m in stored["history"] if m.get("metadata")]
+    assert {"event": "tool_call", "tool": "get_forecast"} in progress
+    assert {"event": "tool_result", "tool": "get_forecast", "status": "ok"} in progress
+    keys = metadata_keys(stored)
+    assert keys >= {"startedAt", "threadId", "runId", "usage", "promptTokens", "completionTokens"}
+    assert not [key for key in keys if "_" in key], keys
 
 
 async def test_v03_rest_message_send(server: A2AServer) -> None:
@@ -285,6 +451,7 @@ async def test_agent_error_event_fails_the_task(server: A2AServer) -> None:
         "The agent failed: model backend refused the request (llm_error)"
     )
     assert not task.artifacts
+    assert task.metadata["runId"] == "run-1"  # a failed run is traceable to its chat run too
 
 
 async def test_agent_http_error_fails_the_task(server: A2AServer) -> None:
@@ -312,6 +479,7 @@ async def test_unreachable_agent_fails_the_task_clearly() -> None:
     assert task.status.state == TaskState.TASK_STATE_FAILED
     text = get_message_text(task.status.message)
     assert text.startswith(f"Agent at {dead}/chat unreachable: ConnectError")
+    assert "runId" not in task.metadata and task.metadata["threadId"]  # no chat run ever started
 
 
 async def test_task_timeout_fails_the_task_and_closes_the_stream(peer_url: tuple[ChatPeer, str]) -> None:

@@ -63,6 +63,8 @@ async def wait_for(condition, timeout_s: float = 5.0) -> None:
 async def test_card_is_rebased_onto_the_resolved_url(agent_url: str) -> None:
     card = await resolve_card(agent_url, refresh=True)
     assert {i.url.rstrip("/") for i in card.supported_interfaces} == {agent_url}
+    # Resolved as a 1.0 client (A2A-Version sent with the card fetch): the 1.0 card, 1.0 interfaces too.
+    assert {i.protocol_version for i in card.supported_interfaces} == {"1.0", "0.3"}
 
 
 @pytest.mark.parametrize("transport", [TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])
@@ -167,10 +169,10 @@ def test_tool_source_routes_config_and_pickling(monkeypatch: pytest.MonkeyPatch)
     try:
         source = A2AAgents({"a2a_weather": "/a2a-weather", "a2a_research": "/a2a-research"})
         assert source.status()["a2a_weather"].url == "http://serve.internal:8000/a2a-weather"
-        moved = source.configured(urls={"a2a_research": "http://other:9000/a2a-research"}, refresh_s=5)
+        moved = source.with_overrides(urls={"a2a_research": "http://other:9000/a2a-research"}, refresh_s=5)
         assert moved.status()["a2a_research"].url == "http://other:9000/a2a-research" and moved.refresh_s == 5
         with pytest.raises(ValueError, match="no A2A agent named"):
-            source.configured(urls={"a2a_travel": "/a2a-travel"})
+            source.with_overrides(urls={"a2a_travel": "/a2a-travel"})
         copy = pickle.loads(pickle.dumps(source))
         assert copy.agents == source.agents and copy._state is None
     finally:

@@ -37,7 +37,7 @@ def a2a_tasks(stack: ServeStack, route: str) -> list[dict]:
 
 
 def span(task: dict) -> tuple[datetime, datetime]:
-    started = datetime.fromisoformat(task["metadata"]["started_at"])
+    started = datetime.fromisoformat(task["metadata"]["startedAt"])
     finished = datetime.fromisoformat(task["status"]["timestamp"].replace("Z", "+00:00"))
     return started, finished
 
@@ -90,9 +90,9 @@ async def test_official_client_over_jsonrpc_and_rest(offline_multi: ServeStack) 
 
 def test_card_and_raw_v03_message_send(offline_multi: ServeStack) -> None:
     base = f"{offline_multi.base_url}/a2a-weather"
-    card = httpx.get(f"{base}/.well-known/agent-card.json", timeout=30).json()
+    card = httpx.get(f"{base}/.well-known/agent-card.json", timeout=30).json()  # no header: the 0.3 card
     assert card["name"] and card["skills"] and card["capabilities"]["streaming"] is True
-    urls = [i["url"] for i in card["supportedInterfaces"]]
+    urls = [card["url"], *(i["url"] for i in card["additionalInterfaces"])]
     assert all(url.startswith(base) for url in urls), urls  # from SERVE_BASE_URL, not a guessed host
     body = {
         "message": {"messageId": "m1", "role": "ROLE_USER", "content": [{"text": "Weather in Paris?"}]},

@@ -6,7 +6,8 @@ so both faces of an agent share one memory and the adapter scales on its own.
 
 Routes under the app's route prefix::
 
-    GET  /.well-known/agent-card.json   the card; interface URLs = public base URL + route prefix
+    GET  /.well-known/agent-card.json   the card (public); interface URLs = public base URL + route prefix;
+                                        A2A 1.0 shape for ``A2A-Version: 1.x``, 0.3 shape otherwise
     GET  /health                        {"ready", "agent", "chat"}: is the agent's /chat reachable
     POST /                              A2A JSON-RPC (1.0, and 0.3 without an ``A2A-Version`` header)
     POST /message:send, /message:stream, /tasks/...    A2A 1.0 HTTP+JSON
@@ -26,24 +27,36 @@ clustered task store: every replica reads, streams (``tasks/subscribe``) and can
 replica runs it; a task survives the replica that created it.
 """
 
+import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from a2a.compat.v0_3.conversions import to_compat_agent_card
 from a2a.server.cluster import VersionedDatabaseTaskStore
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
-from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, TransportProtocol
+from a2a.utils.constants import (
+    AGENT_CARD_WELL_KNOWN_PATH,
+    PROTOCOL_VERSION_0_3,
+    PROTOCOL_VERSION_1_0,
+    VERSION_HEADER,
+    TransportProtocol,
+)
+from a2a.utils.errors import VersionNotSupportedError
+from google.protobuf.json_format import MessageToDict
+from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field, model_validator
 from ray import serve
 from ray.serve import Application
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agent_runtime.a2a.executor import ChatAgentExecutor
@@ -162,6 +175,59 @@ def build_agent_card(spec: A2AAgentSpec, url: str) -> AgentCard:
     )
 
 
+def card_bodies(card: AgentCard) -> dict[str, dict[str, Any]]:
+    """The card's JSON per protocol version, each valid for its own schema.
+
+    a2a-sdk's card route serves one merged body: the 1.0 card plus the 0.3 fields (``url``,
+    ``preferredTransport``, ``protocolVersion``, ``additionalInterfaces``), which the 1.0 ``AgentCard``
+    schema rejects. Both shapes come from the SDK's own conversions instead: protobuf JSON for 1.0, the 0.3
+    compat model (the card's 0.3 interfaces) for 0.3.
+    """
+    bodies = {PROTOCOL_VERSION_1_0: MessageToDict(card)}
+    try:
+        bodies[PROTOCOL_VERSION_0_3] = to_compat_agent_card(card).model_dump(mode="json", exclude_none=True)
+    except VersionNotSupportedError:  # no 0.3 interface: 0.3 clients cannot use the agent at all
+        bodies[PROTOCOL_VERSION_0_3] = bodies[PROTOCOL_VERSION_1_0]
+    return bodies
+
+
+def card_version(header: str | None) -> str:
+    """Which card a request gets from its ``A2A-Version`` header: none (or 0.x) is a 0.3 client, as the
+    A2A 1.0 spec and the SDK's request handlers read it; anything else gets the 1.0 card."""
+    header = (header or "").strip()
+    try:
+        legacy = not header or Version(header).major == 0
+    except InvalidVersion:
+        legacy = False  # not a version at all: the 1.0 card, as for any client that sends the header
+    return PROTOCOL_VERSION_0_3 if legacy else PROTOCOL_VERSION_1_0
+
+
+def agent_card_routes(card: AgentCard) -> list[Route]:
+    """``GET /.well-known/agent-card.json``, public, in the shape of the caller's protocol version.
+
+    The body differs by ``A2A-Version``, so responses say ``Vary: A2A-Version`` and each shape has its own
+    (weak) ETag; ``If-None-Match`` revalidates with a 304 as the SDK's route does.
+    """
+    bodies = card_bodies(card)
+    etags = {version: _weak_etag(body) for version, body in bodies.items()}
+
+    async def agent_card(request: Request) -> Response:
+        version = card_version(request.headers.get(VERSION_HEADER))
+        headers = {"ETag": etags[version], "Vary": VERSION_HEADER}
+        if_none_match = request.headers.get("if-none-match", "")
+        candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        if "*" in candidates or etags[version].removeprefix("W/") in candidates:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(bodies[version], headers=headers)
+
+    return [Route(AGENT_CARD_WELL_KNOWN_PATH, agent_card, methods=["GET"])]
+
+
+def _weak_etag(body: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f'W/"{digest}"'
+
+
 def create_a2a_app(
     spec: A2AAgentSpec,
     *,
@@ -214,7 +280,7 @@ def create_a2a_app(
                 await database.aclose()
 
     routes = [
-        *create_agent_card_routes(card),
+        *agent_card_routes(card),
         Route("/health", health, methods=["GET"]),
         *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
         # Last: the REST routes end in a ``/{tenant}`` catch-all that shadows anything after it.

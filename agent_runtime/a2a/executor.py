@@ -10,6 +10,13 @@ agent and its A2A twin share one conversation memory. Chat events become task ev
 - ``error`` events, HTTP errors, unreachable agent, timeout → ``failed`` with a clear message;
 - cancel → the ``/chat`` stream is closed (which cancels the agent's run), then ``canceled``.
 
+Metadata the executor writes follows A2A 1.0 JSON, camelCase keys (the wire contract for callers):
+
+- task: ``startedAt`` (ISO 8601, when the run began), ``threadId`` (the chat thread of the context) and,
+  on the terminal status once the chat run reported it, ``runId``;
+- progress messages: ``event`` (``tool_call``, ``tool_result``, ``text``), ``tool``, ``status``;
+- the ``answer`` artifact and the final message: ``usage`` ``{promptTokens, completionTokens}``.
+
 With a task store shared by several replicas, a cancel may reach a replica that does not run the task:
 that replica records ``canceled`` in the store. The running replica re-reads the task's state every
 ``cancel_check_s`` while it streams and stops its ``/chat`` run once it sees ``canceled``.
@@ -31,6 +38,7 @@ from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
+from pydantic.alias_generators import to_camel
 
 from protocols.events import (
     Done,
@@ -71,6 +79,7 @@ class _Run:
     last_flush: float = field(default_factory=time.monotonic)
     error: Error | None = None
     done: Done | None = None
+    run_id: str = ""
 
     async def progress(self, text: str, **metadata: Any) -> None:
         # Progress details ride on the message: status-update metadata would be merged into the task's.
@@ -149,11 +158,12 @@ class ChatAgentExecutor(AgentExecutor):
             return
 
         thread_id = thread_id_for_context(context_id)
-        # started_at lands in the task's metadata: with the final status timestamp it gives the run's span.
+        # Status-update metadata lands in the task's: with the final status timestamp, startedAt gives the
+        # run's span; threadId ties the task to the agent's conversation.
         await updater.update_status(
             TaskState.TASK_STATE_WORKING,
             updater.new_agent_message([new_text_part("Working on the request.")]),
-            metadata={"started_at": datetime.now(UTC).isoformat()},
+            metadata={"startedAt": datetime.now(UTC).isoformat(), "threadId": thread_id},
         )
         if task_id in self._canceled:
             return
@@ -235,33 +245,32 @@ class ChatAgentExecutor(AgentExecutor):
             async with asyncio.timeout(self.task_timeout_s):
                 await self._stream(run, user_request, thread_id)
         except TimeoutError:
-            await self._fail(updater, f"The agent did not finish within {self.task_timeout_s:g} s.")
+            await self._fail(run, f"The agent did not finish within {self.task_timeout_s:g} s.")
             return
         except ChatRunError as exc:
-            await self._fail(updater, str(exc))
+            await self._fail(run, str(exc))
             return
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            await self._fail(updater, f"Agent at {self.chat_url} unreachable: {_describe(exc)}")
+            await self._fail(run, f"Agent at {self.chat_url} unreachable: {_describe(exc)}")
             return
         except httpx.HTTPError as exc:
-            await self._fail(updater, f"Connection to the agent at {self.chat_url} broke: {_describe(exc)}")
+            await self._fail(run, f"Connection to the agent at {self.chat_url} broke: {_describe(exc)}")
             return
 
         if run.error is not None:
-            await self._fail(updater, f"The agent failed: {run.error.message} ({run.error.code})")
+            await self._fail(run, f"The agent failed: {run.error.message} ({run.error.code})")
         elif run.done is None:
-            await self._fail(updater, "The agent's stream ended before its final answer.")
+            await self._fail(run, "The agent's stream ended before its final answer.")
         elif not run.done.answer.strip():
-            await self._fail(updater, "The agent finished without an answer.")
+            await self._fail(run, "The agent finished without an answer.")
         else:
             done = run.done
-            usage = done.usage.model_dump()
+            usage = {to_camel(key): value for key, value in done.usage.model_dump().items()}
             await updater.add_artifact(
                 [new_text_part(done.answer)], name="answer", metadata={"usage": usage}, last_chunk=True
             )
-            await updater.complete(
-                updater.new_agent_message([new_text_part(done.answer)], metadata={"usage": usage})
-            )
+            message = updater.new_agent_message([new_text_part(done.answer)], metadata={"usage": usage})
+            await updater.update_status(TaskState.TASK_STATE_COMPLETED, message, metadata=_run_metadata(run))
 
     async def _stream(self, run: _Run, user_request: str, thread_id: str) -> None:
         body = {"user_request": user_request, "thread_id": thread_id}
@@ -276,6 +285,7 @@ class ChatAgentExecutor(AgentExecutor):
                     continue
                 await run.flush_text()
                 if isinstance(event, Metadata):
+                    run.run_id = event.run_id
                     logger.debug("chat run %s, thread %s", event.run_id, thread_id)
                 elif isinstance(event, ToolCall):
                     await run.progress(f"Calling tool {event.name}.", event="tool_call", tool=event.name)
@@ -292,9 +302,16 @@ class ChatAgentExecutor(AgentExecutor):
                     return
 
     @staticmethod
-    async def _fail(updater: TaskUpdater, text: str) -> None:
+    async def _fail(run: _Run, text: str) -> None:
+        updater = run.updater
         logger.warning("task %s failed: %s", updater.task_id, text)
-        await updater.failed(updater.new_agent_message([new_text_part(text)]))
+        message = updater.new_agent_message([new_text_part(text)])
+        await updater.update_status(TaskState.TASK_STATE_FAILED, message, metadata=_run_metadata(run))
+
+
+def _run_metadata(run: _Run) -> dict[str, Any] | None:
+    """Task metadata of the terminal status: the chat run's id, when the agent reported one."""
+    return {"runId": run.run_id} if run.run_id else None
 
 
 def _describe(exc: BaseException) -> str:
