@@ -3,11 +3,17 @@
 The ``/llm`` app speaks the OpenAI API whichever backend serves it (vLLM, an upstream provider, the
 offline scripted model), so agents need exactly one client. The model id is configured (``LLM_MODEL``)
 or discovered from ``GET /v1/models``; discovery retries with backoff because an agent replica may
-come up before the LLM app does.
+come up before the LLM app does. A real provider's list also holds embedding, speech, image and
+moderation models (often first), so discovery takes the first id that looks like a chat model
+(:func:`pick_chat_model`) and fails clearly when none does.
+
+Readiness (:meth:`LLMClient.check`) against the platform's own ``/llm`` route also asks ``/llm/health``:
+vLLM's router lists its model before the engine has loaded it.
 """
 
 import asyncio
 import logging
+import re
 import time
 
 import httpx
@@ -24,8 +30,46 @@ LLM_ROUTE = "/llm"
 _NO_KEY = "not-needed"
 
 
+# Ids of models that do not serve tool-calling chat completions (OpenAI's embedding, speech, image,
+# moderation, realtime and legacy completion models, and rerankers), matched anywhere in the id.
+NON_CHAT_MODEL = re.compile(
+    r"embed|whisper|tts|audio|speech|dall-e|image|moderation|rerank|transcribe|realtime|search"
+    r"|babbage|davinci|sora",
+    re.IGNORECASE,
+)
+
+
 class LLMUnavailable(RuntimeError):
     """The LLM endpoint cannot be reached or lists no model."""
+
+
+class NoChatModel(LLMUnavailable):
+    """The endpoint lists models, but none that looks like a chat model; retrying does not help."""
+
+
+def pick_chat_model(ids: list[str], where: str) -> str:
+    """The first of ``ids`` that is not an embedding/speech/image/moderation/... model (see NON_CHAT_MODEL).
+
+    A heuristic over ids, so a pick that skipped models is logged at WARNING with the way to choose.
+    """
+    chat = [model_id for model_id in ids if not NON_CHAT_MODEL.search(model_id)]
+    skipped = [model_id for model_id in ids if NON_CHAT_MODEL.search(model_id)]
+    if not chat:
+        raise NoChatModel(
+            f"{where} lists no chat model ({len(ids)} listed, all embedding/speech/image/moderation-like: "
+            f"{', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''}); set LLM_MODEL (or pin the upstream "
+            "backend with LLM_UPSTREAM_MODEL) to the chat model to use"
+        )
+    if skipped:
+        logger.warning(
+            "%s: picked chat model %r, skipping %d non-chat model(s) listed before or beside it (%s); set "
+            "LLM_MODEL (or LLM_UPSTREAM_MODEL) to choose another",
+            where,
+            chat[0],
+            len(skipped),
+            ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""),
+        )
+    return chat[0]
 
 
 def default_llm_base_url() -> str:
@@ -73,6 +117,9 @@ class LLMClient:
     ) -> None:
         settings = get_settings()
         self.base_url = (base_url or default_llm_base_url()).rstrip("/")
+        # The platform's /llm app answers /llm/health for every backend; other endpoints may not.
+        platform = self.base_url == default_llm_base_url().rstrip("/")
+        self._health_url = self.base_url.removesuffix("/v1") + "/health" if platform else None
         self._configured_model = model or settings.llm_model
         if api_key is None and settings.llm_api_key is not None:
             api_key = settings.llm_api_key.get_secret_value()
@@ -85,6 +132,7 @@ class LLMClient:
         self._chat_model: ChatOpenAI | None = None
         self._http: httpx.AsyncClient | None = None
         self._lock: asyncio.Lock | None = None
+        self._no_chat_model_logged = False
 
     @property
     def model_id_if_known(self) -> str | None:
@@ -92,7 +140,8 @@ class LLMClient:
         return self._model_id
 
     async def model_id(self, *, wait_s: float | None = None) -> str:
-        """The configured model id, else the first id ``/v1/models`` lists (retried up to ``wait_s``)."""
+        """The configured model id, else the first chat model ``/v1/models`` lists (retried up to
+        ``wait_s``; a list without any chat model fails at once with :class:`NoChatModel`)."""
         if self._model_id is not None:
             return self._model_id
         if self._lock is None:
@@ -100,7 +149,9 @@ class LLMClient:
         async with self._lock:
             if self._model_id is None:
                 self._model_id = await self._discover(self._discovery_timeout_s if wait_s is None else wait_s)
-                logger.info("LLM at %s: using model %r", self.base_url, self._model_id)
+                logger.info(
+                    "LLM at %s: using model %r (discovered; LLM_MODEL unset)", self.base_url, self._model_id
+                )
         return self._model_id
 
     async def chat_model(self, *, wait_s: float | None = None) -> ChatOpenAI:
@@ -127,22 +178,46 @@ class LLMClient:
         self._http, self._chat_model = None, None
 
     async def check(self, timeout_s: float = 3.0) -> bool:
-        """Whether the endpoint answers ``GET /models`` right now (for ``/health``)."""
+        """Whether the endpoint can serve right now (for ``/health``): ``/llm/health`` is ready (platform
+        route only) and ``GET /models`` lists a chat model (or the configured one is set)."""
         try:
+            if self._health_url is not None:
+                await self._check_platform_health(timeout_s)
             models = await self._list_models(timeout_s)
+            if self._model_id is None:
+                self._model_id = pick_chat_model(models, f"{self.base_url}/models")
+                logger.info(
+                    "LLM at %s: using model %r (discovered; LLM_MODEL unset)", self.base_url, self._model_id
+                )
+        except NoChatModel as exc:
+            if not self._no_chat_model_logged:  # /health is polled: say it loudly once, not every poll
+                logger.error("LLM health check failed: %s", exc)
+                self._no_chat_model_logged = True
+            return False
         except (httpx.HTTPError, LLMUnavailable, ValueError) as exc:
             logger.debug("LLM health check failed: %s", exc)
             return False
-        if self._model_id is None:
-            self._model_id = models[0]
         return True
+
+    async def _check_platform_health(self, timeout_s: float) -> None:
+        assert self._health_url is not None
+        # A 503 from /llm/health needs more than the connect timeout: vLLM's probe waits a few seconds.
+        async with httpx.AsyncClient(timeout=max(timeout_s, 10.0)) as client:
+            response = await client.get(self._health_url)
+        if response.status_code != 200:
+            raise LLMUnavailable(
+                f"GET {self._health_url} answered {response.status_code}: {response.text[:200]}"
+            )
 
     async def _discover(self, wait_s: float) -> str:
         deadline = time.monotonic() + wait_s
         backoff = Backoff(initial_s=0.5, max_s=5.0)
         while True:
             try:
-                return (await self._list_models(self._connect_timeout_s + 5))[0]
+                models = await self._list_models(self._connect_timeout_s + 5)
+                return pick_chat_model(models, f"{self.base_url}/models")
+            except NoChatModel:
+                raise  # the list will not change by waiting
             except (httpx.HTTPError, LLMUnavailable, ValueError) as exc:
                 delay = backoff.next_delay()
                 if time.monotonic() + delay > deadline:

@@ -41,7 +41,11 @@ class LLMAppArgs(ServeDeploymentArgs):
     model_source: str | None = Field(
         default=None, description="Where the weights come from (HF id, local path, s3://); default model_id."
     )
-    accelerator_type: str | None = Field(default="L4", description="GPU type the replicas need, or None.")
+    accelerator_type: str | None = Field(
+        default=None,
+        description="GPU type the replicas need (e.g. L4, A10G, H100). Unset: any GPU the cluster has; a "
+        "type the cluster lacks leaves the replicas pending forever, so production configs name theirs.",
+    )
     max_model_len: int = Field(default=65536, gt=0)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     tool_call_parser: str | None = Field(default="hermes", description="vLLM tool-call parser.")

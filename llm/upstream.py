@@ -1,5 +1,6 @@
 """The ``upstream`` backend: ``/v1/models`` and ``/v1/chat/completions`` proxied to any OpenAI-compatible
 endpoint (OpenAI, a remote vLLM, ...), with the upstream's API key added.
+``GET /health`` is ready once the upstream answers ``GET /models`` (so a wrong URL or key shows there).
 
 Streams pass through chunk by chunk. Upstream errors keep their status and body (bodies that are not
 OpenAI-shaped JSON are wrapped into that shape); an unreachable upstream answers 502, a timeout 504,
@@ -24,6 +25,7 @@ from platform_core.settings import get_settings
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+HEALTH_TIMEOUT_S = 5.0  # /health must answer quickly even when the upstream hangs
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,27 @@ def create_app(target: UpstreamTarget) -> FastAPI:
             out["Authorization"] = request.headers["authorization"]
         return out
 
-    @app.get("/health")
-    async def health() -> dict[str, object]:
-        return {"ready": True, "backend": "upstream", "upstream": base, "model": target.model}
+    @app.get("/health", response_model=None)
+    async def health(request: Request) -> JSONResponse:
+        """Ready once the upstream answers ``GET /models`` with our key: a wrong URL or key shows here."""
+        body: dict[str, object] = {
+            "ready": False,
+            "backend": "upstream",
+            "upstream": base,
+            "model": target.model,
+        }
+        try:
+            response = await client.get().get(
+                f"{base}/models", headers=headers(request), timeout=min(HEALTH_TIMEOUT_S, target.timeout_s)
+            )
+        except httpx.HTTPError as exc:
+            body["reason"] = _upstream_failure(exc, target).message
+            return JSONResponse(body, status_code=503)
+        if response.status_code >= 400:
+            body["reason"] = f"GET {base}/models answered {response.status_code}: {response.text[:200]}"
+            return JSONResponse(body, status_code=503)
+        body["ready"] = True
+        return JSONResponse(body)
 
     @app.get("/v1/models", response_model=None)
     async def list_models(request: Request) -> Response:

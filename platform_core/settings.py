@@ -49,7 +49,9 @@ class PlatformSettings(BaseSettings):
     )
     llm_model: str | None = Field(
         default=None,
-        description="Model id agents request from /llm; default: the first id /llm/v1/models lists.",
+        description="Model id agents request from /llm; default: the first id /llm/v1/models lists that is "
+        "not an embedding, speech, image, moderation or rerank model (a heuristic: set it for a real "
+        "provider).",
     )
     llm_api_key: SecretStr | None = Field(
         default=None,

@@ -70,6 +70,8 @@ def test_local_configs_fit_a_two_core_machine(name: str) -> None:
     assert reserved <= 1.8, f"{name} reserves {reserved} CPUs at idle"
     llm = next(app for app in config["applications"] if app["name"] == "llm")
     assert llm["args"]["backend"] == "auto"
+    # auto picks vllm on any GPU, so a local config must not wait for one GPU type
+    assert "accelerator_type" not in vllm_llm_config_kwargs(builder_args(llm))
 
 
 def test_multi_configs_deploy_all_nine_services() -> None:
@@ -85,7 +87,7 @@ def test_anyscale_configs_are_production_ready(name: str) -> None:
     llm_args = builder_args(apps["llm"])
     assert llm_args.backend == "vllm", "production names its backend explicitly"
     kwargs = vllm_llm_config_kwargs(llm_args)
-    assert kwargs["accelerator_type"] == "L4"
+    assert kwargs["accelerator_type"] == "L4", "production names the GPU its worker nodes have"
     assert kwargs["engine_kwargs"]["tool_call_parser"] == "hermes"
     assert kwargs["engine_kwargs"]["enable_auto_tool_choice"] is True
     for app_name, app in apps.items():

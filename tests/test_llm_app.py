@@ -150,7 +150,6 @@ def test_vllm_kwargs_reference_settings() -> None:
             "model_id": "Qwen/Qwen3-4B-Instruct-2507-FP8",
             "model_source": "Qwen/Qwen3-4B-Instruct-2507-FP8",
         },
-        "accelerator_type": "L4",
         "engine_kwargs": {
             "max_model_len": 65536,
             "gpu_memory_utilization": 0.9,
@@ -168,7 +167,7 @@ def test_vllm_kwargs_overrides() -> None:
     args = LLMAppArgs(
         model_id="my-model",
         model_source="/models/qwen",
-        accelerator_type=None,
+        accelerator_type="H100",
         enable_auto_tool_choice=False,
         engine_kwargs={"max_model_len": 8192, "enforce_eager": True},
         min_replicas=2,
@@ -178,7 +177,7 @@ def test_vllm_kwargs_overrides() -> None:
     )
     kwargs = vllm_llm_config_kwargs(args)
     assert kwargs["model_loading_config"] == {"model_id": "my-model", "model_source": "/models/qwen"}
-    assert kwargs["accelerator_type"] is None
+    assert kwargs["accelerator_type"] == "H100"
     assert kwargs["engine_kwargs"] == {
         "max_model_len": 8192,
         "gpu_memory_utilization": 0.9,
@@ -206,6 +205,48 @@ def test_vllm_without_ray_llm_names_the_gpu_extra(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "ray.serve.llm", None)  # what an install without ray[llm] looks like
     with pytest.raises(RuntimeError, match="uv sync --extra gpu"):
         build_vllm_app(LLMAppArgs(backend="vllm"))
+
+
+def test_vllm_asks_for_any_gpu_unless_a_type_is_configured() -> None:
+    """An L4 default left H100/A10G/workstation GPUs idle and the replica pending forever."""
+    assert LLMAppArgs().accelerator_type is None
+    assert "accelerator_type" not in vllm_llm_config_kwargs(LLMAppArgs())
+    assert vllm_llm_config_kwargs(LLMAppArgs(accelerator_type="A10G"))["accelerator_type"] == "A10G"
+
+
+def test_vllm_build_logs_the_gpu_and_memory_settings(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray.serve.llm", None)  # the log comes before the vLLM import
+    caplog.set_level(logging.INFO, logger="llm.vllm_backend")
+    with pytest.raises(RuntimeError):
+        build_vllm_app(LLMAppArgs(backend="vllm"))
+    with pytest.raises(RuntimeError):
+        build_vllm_app(
+            LLMAppArgs(
+                backend="vllm",
+                accelerator_type="L4",
+                gpu_memory_utilization=0.8,
+                engine_kwargs={"tensor_parallel_size": 2, "max_model_len": 8192},
+            )
+        )
+    default, configured = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    for part in (
+        "any GPU",
+        "1 GPU(s) per replica",
+        "tensor_parallel_size 1",
+        "gpu_memory_utilization 0.9",
+        "max_model_len 65536",
+        "replicas 1..4",
+    ):
+        assert part in default, (part, default)
+    for part in (
+        "accelerator_type L4",
+        "2 GPU(s) per replica",
+        "gpu_memory_utilization 0.8",
+        "max_model_len 8192",
+    ):
+        assert part in configured, (part, configured)
 
 
 def test_replica_bounds_default_per_backend() -> None:

@@ -154,4 +154,29 @@ async def test_invalid_json_and_health_in_process() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
         response = await http.post("/v1/chat/completions", content=b"nope")
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
-        assert (await http.get("/health")).json()["ready"] is True
+        health = await http.get("/health")  # nothing listens on port 9
+        assert health.status_code == 503 and health.json()["ready"] is False
+        assert "unreachable" in health.json()["reason"]
+
+
+def test_health_is_ready_once_the_upstream_lists_models(upstream: tuple[str, RecordingHeaders]) -> None:
+    with serve_in_thread(
+        create_upstream_app(UpstreamTarget(f"{upstream[0]}/v1", api_key="sk-upstream"))
+    ) as url:
+        health = httpx.get(f"{url}/health")
+    assert health.status_code == 200
+    assert health.json() == {
+        "ready": True,
+        "backend": "upstream",
+        "upstream": f"{upstream[0]}/v1",
+        "model": None,
+    }
+    assert upstream[1].authorizations[-1] == "Bearer sk-upstream"  # a wrong key would show here
+
+
+def test_health_is_503_with_the_reason_when_the_upstream_fails() -> None:
+    with serve_in_thread(_misbehaving_upstream()) as upstream_url:
+        with serve_in_thread(create_upstream_app(UpstreamTarget(f"{upstream_url}/v1"))) as url:
+            health = httpx.get(f"{url}/health")
+    assert health.status_code == 503
+    assert health.json()["ready"] is False and "503" in health.json()["reason"]
