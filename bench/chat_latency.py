@@ -12,24 +12,32 @@ import time
 
 import httpx
 
-from protocols.events import Done, Metadata, Token, aiter_sse_events
+from protocols.chat_client import ChatClient, ChatClientError
+from protocols.events import Done, Error, Metadata, Token
 
 logger = logging.getLogger("bench")
 
 
-async def one_chat(client: httpx.AsyncClient, url: str, text: str) -> dict[str, float]:
+async def one_chat(client: ChatClient, text: str) -> dict[str, float]:
+    """Seconds from the request to its first ``metadata``, first ``token`` and ``done``; a chat that
+    failed (refused, cut, or ended with an ``error`` event) is logged and has no ``done`` mark."""
     start = time.perf_counter()
     marks: dict[str, float] = {}
-    async with client.stream("POST", url, json={"user_request": text}) as response:
-        response.raise_for_status()
-        async for event in aiter_sse_events(response.aiter_lines()):
+    try:
+        async for event in client.stream(text):
             now = time.perf_counter() - start
             if isinstance(event, Metadata):
                 marks.setdefault("metadata", now)
             elif isinstance(event, Token):
                 marks.setdefault("first_token", now)
-            elif isinstance(event, Done):
+            elif isinstance(event, Error):
+                logger.warning("chat failed: %s (%s)", event.message, event.code)
+                marks["failed"] = now
+            elif isinstance(event, Done) and "failed" not in marks:
                 marks["done"] = now
+    except ChatClientError as exc:
+        logger.warning("chat failed: %s (%s)", exc, exc.code)
+        marks["failed"] = time.perf_counter() - start
     return marks
 
 
@@ -41,19 +49,25 @@ def summary(name: str, values: list[float]) -> str:
 
 
 async def run(base_url: str, route: str, text: str, requests: int, concurrency: int) -> None:
-    url = f"{base_url.rstrip('/')}{route}/chat"
+    agent_url = f"{base_url.rstrip('/')}{route}"
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(300, connect=10)) as client:
-        await one_chat(client, url, text)  # warm-up: tool discovery, model id, connections
+    limits = httpx.Limits(max_connections=max(100, concurrency + 10))
+    stream_timeout = httpx.Timeout(300, connect=10)  # a chat that sends nothing for 5 minutes has failed
+    async with (
+        httpx.AsyncClient(limits=limits) as http,
+        ChatClient(agent_url, http=http, stream_timeout=stream_timeout) as client,
+    ):
+        await one_chat(client, text)  # warm-up: tool discovery, model id, connections
 
         async def guarded() -> dict[str, float]:
             async with semaphore:
-                return await one_chat(client, url, text)
+                return await one_chat(client, text)
 
         start = time.perf_counter()
         results = await asyncio.gather(*(guarded() for _ in range(requests)))
         elapsed = time.perf_counter() - start
-    logger.info("%d requests, concurrency %d, %s", requests, concurrency, url)
+    failed = sum("failed" in r for r in results)
+    logger.info("%d requests (%d failed), concurrency %d, %s/chat", requests, failed, concurrency, agent_url)
     for key in ("metadata", "first_token", "done"):
         values = [r[key] for r in results if key in r]
         if values:

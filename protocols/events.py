@@ -1,15 +1,19 @@
-"""The `/chat` Server-Sent Events contract, shared by the chat deployment, the UI and tests.
+"""The `/chat` Server-Sent Events contract: the one typed source of truth for agents, clients and docs.
 
-Every frame is ``event: <type>`` followed by ``data: <one JSON object>``. ``metadata`` comes first and
-``done`` comes last, always, also after an ``error``.
+Every frame is ``event: <type>`` followed by ``data: <one JSON object>`` and a blank line. ``metadata``
+comes first and ``done`` comes last, always, also after an ``error``. The event models below are that
+contract: the chat app encodes them, :mod:`protocols.chat_client` (and the UI, the A2A adapter, the bench)
+decodes them, and ``python -m protocols.reference`` writes the README's event table from their field
+descriptions. :data:`ErrorCode` lists every ``error`` code a stream can carry; :data:`HTTPErrorCode` the
+codes of the JSON error bodies a ``/chat`` or thread request gets instead of a stream.
 """
 
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter
 
 # The thread ids ``POST /chat`` accepts: what a client (or the A2A adapter mapping its context ids) may
 # send as ``thread_id``. Conservative so they are safe as checkpointer keys and in logs and headers.
@@ -24,61 +28,159 @@ def is_valid_thread_id(value: str) -> bool:
     return _THREAD_ID_RE.fullmatch(value) is not None
 
 
+# --- error codes --------------------------------------------------------------------------------------
+
+ErrorCode = Literal[
+    # sent by the agent, inside the stream
+    "timeout",
+    "tool_rounds_exceeded",
+    "invalid_tool_call",
+    "llm_unavailable",
+    "llm_error",
+    "thread_claim_lost",
+    "internal",
+    # raised on the client side (protocols.chat_client, the UI) when the exchange itself fails
+    "agent_unreachable",
+    "stream_interrupted",
+    "bad_event",
+]
+"""The code of an ``error`` event: what went wrong, in a word a client can branch on."""
+
+ERROR_CODES: dict[ErrorCode, tuple[Literal["agent", "client"], str]] = {
+    "timeout": (
+        "agent",
+        "the run exceeded its time limit (`run_timeout_s`); a client uses it too when the agent sent "
+        "nothing for its read timeout",
+    ),
+    "tool_rounds_exceeded": ("agent", "the model kept calling tools past `max_tool_rounds`"),
+    "invalid_tool_call": (
+        "agent",
+        "the model's tool calls stayed malformed (arguments not a JSON object, a tool the agent does not "
+        "have) after its retries",
+    ),
+    "llm_unavailable": ("agent", "the language model is unreachable, failing (5xx) or rate-limited"),
+    "llm_error": ("agent", "the language model rejected the request (4xx)"),
+    "thread_claim_lost": (
+        "agent",
+        "the run lost its claim on the thread (the database did not renew its lease) and was stopped",
+    ),
+    "internal": ("agent", "any other failure of the agent"),
+    "agent_unreachable": (
+        "client",
+        "the agent could not be reached (connection refused, DNS, connect timeout)",
+    ),
+    "stream_interrupted": ("client", "the connection broke, or the stream ended without `done`"),
+    "bad_event": ("client", "the agent sent a frame that is not a valid event of this contract"),
+}
+"""Who raises each :data:`ErrorCode` (``agent``: an ``error`` event in the stream; ``client``: the client's
+own report of a failed exchange) and what it means; the README's table is generated from it."""
+
+HTTPStatusErrorCode = Annotated[str, StringConstraints(pattern=r"^http_[1-5][0-9]{2}$")]
+"""``http_<status>``: a client's ``error`` for an agent that answered an HTTP error instead of a stream
+(the UI shows ``http_422``, ``http_503``, ...). Never sent by an agent."""
+
+HTTPErrorCode = Literal[
+    "invalid_json",
+    "invalid_request",
+    "request_too_large",
+    "thread_not_found",
+    "thread_busy",
+    "storage_unavailable",
+    "not_found",
+    "method_not_allowed",
+    "http_error",
+]
+"""The ``code`` of a JSON error body ``{"error": {"code", "message"}}``, sent instead of a stream."""
+
+HTTP_ERROR_CODES: dict[HTTPErrorCode, tuple[int | None, str]] = {
+    "invalid_json": (400, "the body is not JSON"),
+    "invalid_request": (
+        422,
+        "a missing, empty, over-long or mistyped `user_request`, a body that is not an object, or a "
+        "malformed `thread_id`",
+    ),
+    "request_too_large": (413, "the body is over 256 KiB"),
+    "thread_not_found": (404, "`GET`/`DELETE /threads/{id}` of a thread the agent does not hold"),
+    "thread_busy": (409, "the thread has a run in progress; send the next message when it has finished"),
+    "storage_unavailable": (503, "the conversation store is unavailable; try again later"),
+    "not_found": (404, "no such route (e.g. an agent without the thread API)"),
+    "method_not_allowed": (405, "the route does not take this HTTP method"),
+    "http_error": (None, "any other HTTP error of the web framework, with its own status"),
+}
+"""The HTTP status of each :data:`HTTPErrorCode` and when it is sent; the README's table is generated
+from it."""
+
+
+# --- events -------------------------------------------------------------------------------------------
+
+
 class Metadata(BaseModel):
+    """First frame of every stream: which run of which agent on which thread."""
+
     type: Literal["metadata"] = "metadata"
-    thread_id: str
-    run_id: str
-    agent: str
+    thread_id: str = Field(description="the conversation; send it back as `thread_id` to continue it")
+    run_id: str = Field(description="this run (one request and its answer), for logs")
+    agent: str = Field(description="the agent's name")
 
 
 class Token(BaseModel):
+    """A piece of the answer's text, as the model streams it."""
+
     type: Literal["token"] = "token"
-    text: str
+    text: str = Field(description="the next piece of text; the pieces joined are the streamed text")
 
 
 class ToolCall(BaseModel):
+    """The model called a tool (A2A delegations are tools named `a2a_*`)."""
+
     type: Literal["tool_call"] = "tool_call"
-    id: str
-    name: str
-    args: dict[str, Any] = Field(default_factory=dict)
+    id: str = Field(description="the call's id; its `tool_result` has the same `id`")
+    name: str = Field(description="the tool's name")
+    args: dict[str, Any] = Field(default_factory=dict, description="the arguments, as a JSON object")
 
 
 class ToolResult(BaseModel):
+    """A tool answered one `tool_call`."""
+
     type: Literal["tool_result"] = "tool_result"
-    id: str
-    name: str
-    status: Literal["ok", "error"]
-    content: str
+    id: str = Field(description="the `id` of the `tool_call` it answers")
+    name: str = Field(description="the tool's name")
+    status: Literal["ok", "error"] = Field(description="`error` when the tool failed; the run goes on")
+    content: str = Field(description="the result (or the failure) as text, as the model sees it")
 
 
 class Error(BaseModel):
+    """A failure the client should show; `done` still follows."""
+
     type: Literal["error"] = "error"
-    code: str
-    message: str
+    code: ErrorCode | HTTPStatusErrorCode = Field(description="what failed: one of the error codes below")
+    message: str = Field(description="what failed, in words for a person")
 
 
 class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    """Tokens the run spent, over all its model calls."""
+
+    prompt_tokens: int = Field(default=0, description="tokens sent to the model")
+    completion_tokens: int = Field(default=0, description="tokens the model produced")
 
 
 class Done(BaseModel):
+    """Last frame of every stream, also after an `error`."""
+
     type: Literal["done"] = "done"
-    thread_id: str
-    answer: str
-    usage: Usage = Field(default_factory=Usage)
+    thread_id: str = Field(description="the conversation (as in `metadata`)")
+    answer: str = Field(description="the final answer's text (empty after an error with no answer)")
+    usage: Usage = Field(default_factory=Usage, description="`{prompt_tokens, completion_tokens}` of the run")
 
 
-ChatEvent = Metadata | Token | ToolCall | ToolResult | Error | Done
+ChatEvent = Annotated[Metadata | Token | ToolCall | ToolResult | Error | Done, Field(discriminator="type")]
+"""One frame of a ``/chat`` stream; ``type`` (the SSE event name) says which."""
 
-_EVENT_TYPES: dict[str, type[BaseModel]] = {
-    "metadata": Metadata,
-    "token": Token,
-    "tool_call": ToolCall,
-    "tool_result": ToolResult,
-    "error": Error,
-    "done": Done,
-}
+CHAT_EVENT_ADAPTER: TypeAdapter[ChatEvent] = TypeAdapter(ChatEvent)
+"""Validates a decoded frame (``{"type": ..., **data}``) into its event model."""
+
+EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(ChatEvent)[0])
+"""The event models, in order of appearance in a stream."""
 
 
 def encode_sse(event: ChatEvent) -> str:
@@ -88,16 +190,23 @@ def encode_sse(event: ChatEvent) -> str:
 
 
 def decode_event(event_type: str, data: str) -> ChatEvent:
-    """Parse one frame's event name and data back into its typed event."""
-    try:
-        model = _EVENT_TYPES[event_type]
-    except KeyError:
-        raise ValueError(f"unknown chat event type {event_type!r}") from None
-    return model.model_validate({**json.loads(data), "type": event_type})  # type: ignore[return-value]
+    """Parse one frame's event name and data back into its typed event.
+
+    Raises ``ValueError`` (a ``pydantic.ValidationError`` for an unknown ``event_type`` or invalid
+    fields) when the frame is not an event of this contract.
+    """
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError(f"the data of a {event_type!r} frame is not a JSON object")
+    return CHAT_EVENT_ADAPTER.validate_python({**payload, "type": event_type})
 
 
 class SSEParser:
-    """Incremental parser: feed it body lines, it returns an event whenever a frame completes."""
+    """Incremental parser: feed it body lines, it returns an event whenever a frame completes.
+
+    Comment lines (``: ping``, the server's keep-alives) and ``id:``/``retry:`` fields are skipped; several
+    ``data:`` lines of one frame are joined with newlines, as the SSE specification says.
+    """
 
     def __init__(self) -> None:
         self._event_type, self._data = "message", ""
@@ -107,7 +216,8 @@ class SSEParser:
         if line.startswith("event:"):
             self._event_type = line[len("event:") :].strip()
         elif line.startswith("data:"):
-            self._data += line[len("data:") :].strip()
+            value = line[len("data:") :].strip()
+            self._data = f"{self._data}\n{value}" if self._data else value
         elif not line:
             return self.flush()
         return None

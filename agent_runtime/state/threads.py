@@ -2,41 +2,18 @@
 
 A thread is what LangGraph's checkpointer holds for it: the latest checkpoint's ``messages``, shown as
 chat messages (user, assistant with its tool calls, tool results). Reading needs no model and no tools,
-only the checkpointer, so it works while the agent's dependencies are down.
+only the checkpointer, so it works while the agent's dependencies are down. The wire models are
+:mod:`protocols.threads` (shared with the clients); this module only converts LangChain messages to them.
 """
 
 from datetime import datetime
-from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from pydantic import BaseModel, Field
 
+from protocols.threads import ThreadMessage, ThreadToolCall, ThreadView
 
-class ThreadToolCall(BaseModel):
-    id: str
-    name: str
-    args: dict[str, Any]
-
-
-class ThreadMessage(BaseModel):
-    """One message of a conversation. ``tool_calls`` on assistant messages; ``name``,
-    ``tool_call_id`` and ``status`` on tool results."""
-
-    role: Literal["user", "assistant", "tool"]
-    content: str
-    tool_calls: list[ThreadToolCall] | None = None
-    name: str | None = None
-    tool_call_id: str | None = None
-    status: Literal["ok", "error"] | None = None
-
-
-class ThreadView(BaseModel):
-    """``GET /threads/{thread_id}`` body."""
-
-    thread_id: str
-    messages: list[ThreadMessage] = Field(default_factory=list)
-    updated_at: datetime | None = None
+__all__ = ["ThreadMessage", "ThreadToolCall", "ThreadView", "read_thread", "thread_message"]
 
 
 def thread_message(message: BaseMessage) -> ThreadMessage | None:

@@ -1,0 +1,316 @@
+"""The one async client of an agent's public HTTP contract: ``POST /chat`` (SSE), the thread API, ``/health``.
+
+::
+
+    async with ChatClient("http://127.0.0.1:8000/weather-agent") as agent:
+        result = await agent.send("Weather in Paris?")            # the whole run, collected
+        async for event in agent.stream("And tomorrow?", thread_id=result.thread_id):
+            ...                                                     # typed protocols.events models
+
+Failures, one tree (every one has a ``code`` and a ``message``)::
+
+    ChatClientError
+    ├── ChatRequestError   the agent answered an HTTP error (4xx/5xx) instead of a stream or a body:
+    │                      ``status``, the body's ``code`` (an HTTPErrorCode for the platform's agents),
+    │                      ``message``, ``retry_after_s``
+    └── ChatStreamError    the exchange itself failed; ``code`` is a client-side ErrorCode:
+                           ``agent_unreachable`` (connect failed), ``timeout`` (nothing for the read
+                           timeout), ``stream_interrupted`` (connection broke, or the body ended without
+                           ``done``), ``bad_event`` (a frame that is not an event of the contract)
+
+An ``error`` *event* is not an exception: the agent reports it inside a well-formed stream, and
+``done`` follows it. Streams can run for minutes, so the default stream timeout has no read limit
+(the agent's keep-alive pings are what keep an idle stream open through proxies).
+"""
+
+import email.utils
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from protocols.events import (
+    ChatEvent,
+    Done,
+    Error,
+    Metadata,
+    ToolCall,
+    ToolResult,
+    Usage,
+    aiter_sse_events,
+)
+from protocols.threads import ThreadView
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STREAM_TIMEOUT = httpx.Timeout(30.0, connect=10.0, read=None)
+"""For ``POST /chat``: connect within 10 s; then wait as long as the run takes."""
+DEFAULT_REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+"""For the thread API and ``/health``: short answers."""
+
+_BODY_PREVIEW_CHARS = 300
+
+
+class ChatClientError(Exception):
+    """Root of every failure a :class:`ChatClient` call raises."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ChatRequestError(ChatClientError):
+    """The agent answered an HTTP error instead of a stream (or a thread, or a health report).
+
+    ``code`` is the body's ``error.code`` (a :data:`protocols.events.HTTPErrorCode` from the platform's
+    agents), or ``http_<status>`` when the body is not the platform's JSON error (a proxy's 502, say).
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, *, url: str = "", retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(code, message)
+        self.status = status
+        self.url = url
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"{self.url or 'the agent'} answered HTTP {self.status}: {self.message}"
+
+
+class ChatStreamError(ChatClientError):
+    """The exchange failed on the way: ``code`` is ``agent_unreachable``, ``timeout``,
+    ``stream_interrupted`` or ``bad_event`` (see :data:`protocols.events.ErrorCode`); ``message`` names
+    the URL."""
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One run, collected: every event, and what a caller usually wants from them."""
+
+    events: list[ChatEvent]
+    thread_id: str
+    answer: str
+    usage: Usage
+    error: Error | None
+    run_id: str | None
+
+    @classmethod
+    def from_events(cls, events: list[ChatEvent]) -> "ChatResult":
+        """Collect a complete stream (``done`` last); ``ValueError`` when it is not one."""
+        if not events or not isinstance(done := events[-1], Done):
+            raise ValueError("a chat result needs a stream that ends with `done`")
+        metadata = next((e for e in events if isinstance(e, Metadata)), None)
+        error = next((e for e in reversed(events) if isinstance(e, Error)), None)
+        return cls(
+            events=events,
+            thread_id=done.thread_id,
+            answer=done.answer,
+            usage=done.usage,
+            error=error,
+            run_id=metadata.run_id if metadata else None,
+        )
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The run's tool calls, in order."""
+        return [e for e in self.events if isinstance(e, ToolCall)]
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        """The run's tool results, in order."""
+        return [e for e in self.events if isinstance(e, ToolResult)]
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), if the response has one."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def request_error(response: httpx.Response) -> ChatRequestError:
+    """The :class:`ChatRequestError` of a read error response: the platform's ``{"error": {code, message}}``
+    body, FastAPI's ``{"detail"}``, or a preview of whatever text came."""
+    code, message = f"http_{response.status_code}", ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = str(error.get("code") or code)
+            message = str(error.get("message") or "")
+        elif body.get("detail"):
+            message = str(body["detail"])
+    if not message:
+        message = response.text.strip()[:_BODY_PREVIEW_CHARS] or response.reason_phrase
+    return ChatRequestError(
+        response.status_code, code, message, url=str(response.url), retry_after_s=_retry_after_s(response)
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """``str()`` of many httpx errors is empty; name the type so the message still says something."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class ChatClient:
+    """Client of one agent, at its route (e.g. ``http://127.0.0.1:8000/weather-agent``).
+
+    ``http`` shares a pooled ``httpx.AsyncClient`` (its headers, auth and transport) between clients of
+    several agents; the caller then closes it. Without one the client makes and owns its own.
+    ``stream_timeout`` applies to ``POST /chat``, ``request_timeout`` to the other calls.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+        token: str | None = None,
+        stream_timeout: httpx.Timeout = DEFAULT_STREAM_TIMEOUT,
+        request_timeout: httpx.Timeout = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(follow_redirects=False)
+        self._headers = dict(headers or {})
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self.stream_timeout = stream_timeout
+        self.request_timeout = request_timeout
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url}/chat"
+
+    def thread_url(self, thread_id: str) -> str:
+        """``{base}/threads/{id}``, the id quoted so no value can reach another path."""
+        return f"{self.base_url}/threads/{urllib.parse.quote(thread_id, safe='')}"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this client made it."""
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> "ChatClient":
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # --- /chat ---------------------------------------------------------------------------------------
+
+    async def stream(self, user_request: str, thread_id: str | None = None) -> AsyncIterator[ChatEvent]:
+        """The run's events as they arrive, ``metadata`` first and ``done`` last (then it stops).
+
+        Raises :class:`ChatRequestError` when the agent refuses the request before any stream starts
+        (4xx/5xx), :class:`ChatStreamError` when the exchange fails on the way (also when the body ends
+        without ``done``). Breaking out of the loop early should close the generator
+        (``contextlib.aclosing``) so the connection closes at once, which stops the agent's run.
+        """
+        url = self.chat_url
+        body: dict[str, Any] = {"user_request": user_request}
+        if thread_id:
+            body["thread_id"] = thread_id
+        headers = {**self._headers, "Accept": "text/event-stream"}
+        try:
+            async with self._http.stream(
+                "POST", url, json=body, headers=headers, timeout=self.stream_timeout
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise request_error(response)
+                async for event in aiter_sse_events(response.aiter_lines()):
+                    yield event
+                    if isinstance(event, Done):
+                        return
+        except httpx.HTTPError as exc:
+            raise self._transport_error(url, exc) from exc
+        except ValueError as exc:  # includes pydantic's ValidationError: a frame off the contract
+            raise ChatStreamError(
+                "bad_event", f"{url} sent an event that is not in the /chat contract: {exc}"
+            ) from exc
+        raise ChatStreamError("stream_interrupted", f"the stream from {url} ended without `done`")
+
+    async def send(self, user_request: str, thread_id: str | None = None) -> ChatResult:
+        """Run one request to its end and collect it; raises as :meth:`stream` does."""
+        events = [event async for event in self.stream(user_request, thread_id)]
+        return ChatResult.from_events(events)
+
+    # --- the thread API, /health ---------------------------------------------------------------------
+
+    async def get_thread(self, thread_id: str) -> ThreadView | None:
+        """The conversation the agent holds for ``thread_id``; ``None`` when it holds none
+        (``404 thread_not_found``). Any other error answer raises :class:`ChatRequestError` (an agent
+        without the thread API answers ``404 not_found``)."""
+        response = await self._request("GET", self.thread_url(thread_id))
+        if self._thread_not_found(response):
+            return None
+        if response.status_code != 200:
+            raise request_error(response)
+        try:
+            return ThreadView.model_validate_json(response.content)
+        except ValueError as exc:
+            raise ChatStreamError("bad_event", f"{response.url} answered an unexpected body: {exc}") from exc
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        """Forget the conversation: ``True`` when it was deleted, ``False`` when there was none. A thread
+        with a run in progress raises :class:`ChatRequestError` ``thread_busy`` (409)."""
+        response = await self._request("DELETE", self.thread_url(thread_id))
+        if self._thread_not_found(response):
+            return False
+        if response.status_code >= 400:
+            raise request_error(response)
+        return True
+
+    async def health(self) -> dict[str, Any]:
+        """The agent's ``GET /health`` report (``{"ready": bool, ...}``), also while it is not ready
+        (503 with a report); other answers raise :class:`ChatRequestError`."""
+        response = await self._request("GET", f"{self.base_url}/health")
+        try:
+            report = response.json()
+        except ValueError:
+            report = None
+        if response.status_code in (200, 503) and isinstance(report, dict) and "ready" in report:
+            return report
+        raise request_error(response)
+
+    async def _request(self, method: str, url: str) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, headers=self._headers, timeout=self.request_timeout)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(url, exc) from exc
+
+    @staticmethod
+    def _thread_not_found(response: httpx.Response) -> bool:
+        return response.status_code == 404 and request_error(response).code == "thread_not_found"
+
+    def _transport_error(self, url: str, exc: httpx.HTTPError) -> ChatStreamError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return ChatStreamError("agent_unreachable", f"cannot reach {url}: {_describe(exc)}")
+        if isinstance(exc, httpx.ReadTimeout):
+            read = (self.stream_timeout if url == self.chat_url else self.request_timeout).read
+            waited = f" for {read:.0f} s" if read is not None else ""
+            return ChatStreamError("timeout", f"{url} sent nothing{waited}")
+        return ChatStreamError("stream_interrupted", f"the exchange with {url} broke off: {_describe(exc)}")
