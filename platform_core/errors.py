@@ -16,7 +16,9 @@ the platform's failures apart from library and programming errors::
      │    ├── A2AUnavailable
      │    ├── A2ATimeout
      │    └── A2ATaskFailed
-     ├── ChatRequestError         a ``/chat`` call answered an error before its stream (protocols.chat_client)
+     ├── ChatClientError          a call of the ``/chat`` client failed (protocols.chat_client)
+     │    ├── ChatRequestError        the agent answered an HTTP error before any stream
+     │    └── ChatStreamError         the exchange broke (unreachable, cut, off-contract frame)
      └── OpenAIError              an error of the ``/llm`` app in the OpenAI shape (llm.errors)
 
 MCP transports (anyio task groups) wrap the real cause in nested ``ExceptionGroup``s; the leaf is what

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from platform_core.errors import PlatformError
 from protocols.events import (
     ChatEvent,
     Done,
@@ -56,7 +57,7 @@ DEFAULT_REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _BODY_PREVIEW_CHARS = 300
 
 
-class ChatClientError(Exception):
+class ChatClientError(PlatformError):
     """Root of every failure a :class:`ChatClient` call raises."""
 
     def __init__(self, code: str, message: str) -> None:

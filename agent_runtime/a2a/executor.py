@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,7 @@ from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
 from pydantic.alias_generators import to_camel
 
+from protocols.chat_client import ChatClient, ChatRequestError, ChatStreamError
 from protocols.events import (
     Done,
     Error,
@@ -47,7 +49,6 @@ from protocols.events import (
     Token,
     ToolCall,
     ToolResult,
-    aiter_sse_events,
     is_valid_thread_id,
 )
 
@@ -63,10 +64,6 @@ def thread_id_for_context(context_id: str) -> str:
     if is_valid_thread_id(context_id):
         return context_id
     return "a2a-" + hashlib.sha256(context_id.encode()).hexdigest()[:40]
-
-
-class ChatRunError(Exception):
-    """The ``/chat`` run could not produce an answer; the message is what the A2A client sees."""
 
 
 @dataclass
@@ -129,6 +126,7 @@ class ChatAgentExecutor(AgentExecutor):
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
         )
         self._owns_http = http_client is None
+        self._agent = ChatClient(chat_url.removesuffix("/chat"), http=self._http)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._canceled: set[str] = set()
 
@@ -247,14 +245,14 @@ class ChatAgentExecutor(AgentExecutor):
         except TimeoutError:
             await self._fail(run, f"The agent did not finish within {self.task_timeout_s:g} s.")
             return
-        except ChatRunError as exc:
-            await self._fail(run, str(exc))
+        except ChatRequestError as exc:
+            detail = exc.message[:_ERROR_BODY_LIMIT]
+            await self._fail(
+                run, f"Agent at {self.chat_url} answered HTTP {exc.status}: {exc.code}: {detail}"
+            )
             return
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            await self._fail(run, f"Agent at {self.chat_url} unreachable: {_describe(exc)}")
-            return
-        except httpx.HTTPError as exc:
-            await self._fail(run, f"Connection to the agent at {self.chat_url} broke: {_describe(exc)}")
+        except ChatStreamError as exc:
+            await self._fail(run, self._stream_failure(exc))
             return
 
         if run.error is not None:
@@ -272,14 +270,20 @@ class ChatAgentExecutor(AgentExecutor):
             message = updater.new_agent_message([new_text_part(done.answer)], metadata={"usage": usage})
             await updater.update_status(TaskState.TASK_STATE_COMPLETED, message, metadata=_run_metadata(run))
 
+    def _stream_failure(self, exc: ChatStreamError) -> str:
+        """The task's failure text for an exchange with the agent that broke."""
+        cause = exc.__cause__
+        if exc.code == "agent_unreachable":
+            return f"Agent at {self.chat_url} unreachable: {_describe(cause or exc)}"
+        if isinstance(cause, httpx.HTTPError):
+            return f"Connection to the agent at {self.chat_url} broke: {_describe(cause)}"
+        if exc.code == "stream_interrupted":
+            return "The agent's stream ended before its final answer."
+        return f"The agent's stream failed ({exc.code}): {exc.message}"
+
     async def _stream(self, run: _Run, user_request: str, thread_id: str) -> None:
-        body = {"user_request": user_request, "thread_id": thread_id}
-        headers = {"Accept": "text/event-stream"}
-        async with self._http.stream("POST", self.chat_url, json=body, headers=headers) as response:
-            if response.status_code >= 400:
-                detail = (await response.aread()).decode(errors="replace")[:_ERROR_BODY_LIMIT]
-                raise ChatRunError(f"Agent at {self.chat_url} answered HTTP {response.status_code}: {detail}")
-            async for event in aiter_sse_events(response.aiter_lines()):
+        async with aclosing(self._agent.stream(user_request, thread_id)) as events:
+            async for event in events:
                 if isinstance(event, Token):
                     await run.token(event.text)
                     continue
