@@ -1,6 +1,7 @@
-"""The run lifecycle of an agent: its graph, memory, deadline and abort, as ``/chat`` events.
+"""The run lifecycle of an agent on LangGraph: its graph, memory, deadline and abort, as ``/chat`` events.
 
-The mapping of LangGraph chunks to events lives in :mod:`agent_runtime.translation`.
+:class:`AgentRunner` implements :class:`agent_runtime.runner_base.BaseAgentRunner`, the seam the apps
+use; the mapping of LangGraph chunks to events lives in :mod:`agent_runtime.translation`.
 
 Every transport (the SSE chat app, the A2A app) drives :meth:`AgentRunner.stream`, which guarantees the
 contract: ``metadata`` first, ``done`` last, always; failures become one ``error`` event before it.
@@ -17,39 +18,29 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer
-from pydantic import BaseModel, Field
 
 from agent_runtime.factories import build_tool_agent, recursion_limit
 from agent_runtime.llm_client import LLMClient
+from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
-from agent_runtime.state.database import thread_key
-from agent_runtime.tools.sources import SourceStatus, ToolSource, configure_source, source_status
-from agent_runtime.translation import EventTranslator, error_event
-from platform_core.backoff import Backoff
-from platform_core.errors import describe_error
+from agent_runtime.state.database import Database
+from agent_runtime.state.threads import read_thread
+from agent_runtime.tools.sources import ToolSource
+from agent_runtime.translation import EventTranslator
 from protocols.events import ChatEvent, Done, Error, Metadata
+from protocols.threads import ThreadView
 
 logger = logging.getLogger(__name__)
 
 _END = object()
 _ABORTED = object()
-
-
-class RunnerHealth(BaseModel):
-    """``GET /health`` body: ready once tools are discovered and the LLM answers."""
-
-    ready: bool
-    agent: str
-    tools: list[str]
-    llm: bool
-    model: str | None = None
-    sources: dict[str, SourceStatus] = Field(default_factory=dict)
 
 
 def tool_set_key(tools: Sequence[BaseTool]) -> str:
@@ -58,7 +49,7 @@ def tool_set_key(tools: Sequence[BaseTool]) -> str:
     return json.dumps(specs, sort_keys=True, default=str)
 
 
-def dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+def dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[ToolCall]:
     """Tool calls of the thread's last turn that never got a result (a run cut off mid-tools)."""
     answered: set[str] = set()
     for message in reversed(messages):
@@ -71,8 +62,8 @@ def dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]
     return []
 
 
-class AgentRunner:
-    """One agent in one replica: its LLM client, tool source, memory and compiled graph."""
+class AgentRunner(BaseAgentRunner):
+    """One agent in one replica on LangGraph: its LLM client, tool source, memory and compiled graph."""
 
     def __init__(
         self,
@@ -80,14 +71,14 @@ class AgentRunner:
         *,
         llm: LLMClient | None = None,
         tools: ToolSource | None = None,
-        checkpointer: Checkpointer | None = None,
+        checkpointer: BaseCheckpointSaver | None = None,
         run_timeout_s: float | None = None,
         max_tool_rounds: int | None = None,
     ) -> None:
         self.spec = spec
         self.llm = llm or LLMClient()
         self.tools = tools if tools is not None else spec.tools
-        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.checkpointer: BaseCheckpointSaver = checkpointer if checkpointer is not None else InMemorySaver()
         self.run_timeout_s = run_timeout_s or spec.run_timeout_s
         self.max_tool_rounds = spec.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
         self._agent: CompiledStateGraph | None = None
@@ -95,30 +86,36 @@ class AgentRunner:
 
     @classmethod
     def from_args(
-        cls, spec: AgentSpec, args: AgentRuntimeArgs, *, checkpointer: Checkpointer | None = None
+        cls, spec: AgentSpec, args: AgentRuntimeArgs, *, checkpointer: BaseCheckpointSaver | None = None
     ) -> "AgentRunner":
         """The runner a deployment builds from its builder args."""
         return cls(
             spec,
             llm=LLMClient(args.llm_base_url, args.llm_model, request_timeout_s=args.llm_request_timeout_s),
-            tools=configure_source(spec.tools, urls=args.mcp_urls, refresh_s=args.tools_refresh_s),
+            tools=spec.tools.with_overrides(urls=args.mcp_urls, refresh_s=args.tools_refresh_s),
             checkpointer=checkpointer,
             run_timeout_s=args.run_timeout_s,
             max_tool_rounds=args.max_tool_rounds,
         )
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def thread_key(self, thread_id: str) -> str:
-        """Where this agent's conversation ``thread_id`` lives in the (possibly shared) checkpointer."""
-        return thread_key(self.name, thread_id)
-
-    def use_checkpointer(self, checkpointer: Checkpointer) -> None:
+    def use_checkpointer(self, checkpointer: BaseCheckpointSaver) -> None:
         """Switch the agent's memory (a chat app opens its database after the runner exists)."""
         self.checkpointer = checkpointer
         self._agent = None
+
+    async def use_database(self, database: Database) -> None:
+        self.use_checkpointer(await database.checkpointer())
+
+    async def read_thread(self, thread_id: str) -> ThreadView | None:
+        return await read_thread(self.checkpointer, self.thread_key(thread_id), thread_id)
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        key = self.thread_key(thread_id)
+        latest: RunnableConfig = {"configurable": {"thread_id": key, "checkpoint_ns": ""}}
+        if await self.checkpointer.aget_tuple(latest) is None:
+            return False
+        await self.checkpointer.adelete_thread(key)
+        return True
 
     async def stream(
         self, user_request: str, thread_id: str, run_id: str, *, abort: asyncio.Event | None = None
@@ -177,7 +174,7 @@ class AgentRunner:
     async def health(self) -> RunnerHealth:
         """Readiness for ``/health`` (discovers tools and checks the LLM as a side effect)."""
         tools, llm_ok = await asyncio.gather(self.tools.get_tools(), self.llm.check())
-        sources = source_status(self.tools)
+        sources = self.tools.status()
         tools_ok = bool(tools) or all(s.ok for s in sources.values())
         return RunnerHealth(
             ready=llm_ok and tools_ok,
@@ -188,33 +185,20 @@ class AgentRunner:
             sources=sources,
         )
 
-    async def warm_up(self) -> None:
-        """Retry (with backoff) until ready, so the first request finds tools and model resolved."""
-        backoff = Backoff(initial_s=0.5, max_s=10.0)
-        while True:
-            try:
-                health = await self.health()
-                if health.ready:
-                    await self._compiled_agent()
-                    logger.info("agent %s ready: tools %s, model %s", self.name, health.tools, health.model)
-                    return
-                reason = f"llm={health.llm}, tools={health.tools}"
-            except Exception as exc:  # keep trying: a dependency may come up later
-                reason = describe_error(exc)
-            delay = backoff.next_delay()
-            logger.info("agent %s not ready (%s); retrying in %.1fs", self.name, reason, delay)
-            await asyncio.sleep(delay)
+    async def prepare(self) -> None:
+        """Compile the graph once ready, so the first request does not pay for it."""
+        await self._compiled_agent()
 
     async def aclose(self) -> None:
         """Release the runner's connections (the app's shutdown)."""
-        await self.llm.aclose()
+        await asyncio.gather(self.llm.aclose(), self.tools.aclose())
 
     async def _produce(
         self, user_request: str, thread_id: str, translator: EventTranslator, queue: asyncio.Queue[Any]
     ) -> None:
         try:
             agent = await self._compiled_agent()
-            config = {
+            config: RunnableConfig = {
                 "configurable": {"thread_id": self.thread_key(thread_id)},
                 "recursion_limit": recursion_limit(self.max_tool_rounds),
             }
@@ -223,7 +207,7 @@ class AgentRunner:
                 for event in translator.translate(mode, chunk):
                     queue.put_nowait(event)
         except Exception as exc:
-            event = error_event(exc)
+            event = translator.failed(exc)
             if event.code == "internal":
                 logger.exception("agent %s run failed", self.name)
             else:
@@ -232,7 +216,7 @@ class AgentRunner:
         finally:
             queue.put_nowait(_END)
 
-    async def _repair_thread(self, agent: CompiledStateGraph, config: dict[str, Any]) -> list[ToolMessage]:
+    async def _repair_thread(self, agent: CompiledStateGraph, config: RunnableConfig) -> list[ToolMessage]:
         """Results for tool calls an earlier, cut-off run left open (chat APIs reject such a history)."""
         state = await agent.aget_state(config)
         open_calls = dangling_tool_calls((state.values or {}).get("messages", []))

@@ -37,7 +37,7 @@ class AgentRuntimeArgs(BaseModel):
         default=None, description="OpenAI base URL (ending in /v1); default: SERVE_BASE_URL + /llm/v1."
     )
     llm_model: str | None = Field(
-        default=None, description="Model id; default: LLM_MODEL, else the first id GET /v1/models lists."
+        default=None, description="Model id; default: LLM_MODEL, else the first chat model /v1/models lists."
     )
     llm_request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one LLM request.")
     mcp_urls: dict[str, str] = Field(

@@ -5,7 +5,6 @@
 :class:`agent_runtime.runner.AgentRunner` owns the run's lifecycle (deadline, abort, memory) and uses both.
 """
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +12,10 @@ import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langgraph.errors import GraphRecursionError
 
-from agent_runtime.factories import ToolRoundsExceeded
+from agent_runtime.factories import InvalidToolCall, ToolRoundsExceeded
 from agent_runtime.llm_client import LLMUnavailable
 from platform_core.errors import describe_error
 from protocols.events import ChatEvent, Error, Token, ToolCall, ToolResult, Usage
-
-logger = logging.getLogger(__name__)
 
 MAX_TOOL_RESULT_CHARS = 16_000
 _LLM_UNAVAILABLE = (
@@ -32,12 +29,14 @@ _LLM_UNAVAILABLE = (
 def error_event(exc: BaseException) -> Error:
     """The ``error`` event for a failed run.
 
-    Codes: ``tool_rounds_exceeded``, ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error``
-    (the LLM rejected the request), ``internal``; the runner itself adds ``timeout`` and
-    ``thread_claim_lost``.
+    Codes: ``tool_rounds_exceeded``, ``invalid_tool_call`` (the model's tool calls stayed malformed after
+    its retries), ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error`` (the LLM rejected
+    the request), ``internal``; the runner itself adds ``timeout`` and ``thread_claim_lost``.
     """
     if isinstance(exc, ToolRoundsExceeded | GraphRecursionError):
         return Error(code="tool_rounds_exceeded", message=str(exc))
+    if isinstance(exc, InvalidToolCall):
+        return Error(code="invalid_tool_call", message=str(exc))
     detail = describe_error(exc)
     if isinstance(exc, _LLM_UNAVAILABLE):
         return Error(code="llm_unavailable", message=f"the language model is unavailable: {detail}")
@@ -55,8 +54,10 @@ class EventTranslator:
     """Maps LangGraph ``astream(stream_mode=["messages", "updates"])`` chunks to chat events.
 
     Tokens come from the ``messages`` stream (chunks of the model node); tool calls from the model
-    node's completed update (arguments complete, and never for calls the round limit refused); tool
-    results from the tools node's updates, one per finished call.
+    node's completed update (arguments complete, and never for calls the round limit refused nor for
+    malformed calls the model was asked to redo); tool results from the tools node's updates, one per
+    finished call. Text the model streamed in a rejected attempt stays in the token stream (a token
+    cannot be recalled), but ``done.answer`` is the accepted reply's text only.
     """
 
     answer: str | None = None
@@ -83,6 +84,13 @@ class EventTranslator:
     def final_answer(self) -> str:
         return self.answer if self.answer is not None else self.partial
 
+    def failed(self, exc: BaseException) -> Error:
+        """The run's ``error`` event; tokens spent by rejected model attempts still count in ``usage``."""
+        if isinstance(exc, InvalidToolCall) and exc.usage:
+            self.usage.prompt_tokens += exc.usage.get("input_tokens", 0)
+            self.usage.completion_tokens += exc.usage.get("output_tokens", 0)
+        return error_event(exc)
+
     def _token(self, chunk: AIMessageChunk) -> list[ChatEvent]:
         if chunk.id != self._current_id:
             self._current_id, self.partial = chunk.id, ""
@@ -102,10 +110,9 @@ class EventTranslator:
         if message.usage_metadata:
             self.usage.prompt_tokens += message.usage_metadata.get("input_tokens", 0)
             self.usage.completion_tokens += message.usage_metadata.get("output_tokens", 0)
+        # Malformed calls never get here: the graph's ToolCallValidationMiddleware retried or failed them.
         for call in message.tool_calls:
             events.append(ToolCall(id=call["id"] or "", name=call["name"], args=call["args"]))
-        for bad in message.invalid_tool_calls:
-            logger.warning("model produced an invalid tool call %r: %s", bad.get("name"), bad.get("error"))
         if not message.tool_calls:
             self.answer = text
         return events

@@ -26,22 +26,39 @@ PLAYBOOK_MODEL_ID = "playbook-test-model"
 
 @dataclass
 class Turn:
-    """One model reply: text, tool calls (``[(name, args), ...]``), or both; after ``delay_s``."""
+    """One model reply: text, tool calls (``[(name, args), ...]``), or both; after ``delay_s``.
+
+    ``args`` is a dict (sent as JSON) or a string sent verbatim as the call's ``arguments``, so a test
+    can play a model that emits malformed JSON.
+    """
 
     text: str = ""
-    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    tool_calls: list[tuple[str, dict[str, Any] | str]] = field(default_factory=list)
     delay_s: float = 0.0
 
 
 @dataclass
 class Playbook:
-    """Turns played in order within one run; ``then`` is repeated once they are used up."""
+    """Turns played in order within one run; ``then`` is repeated once they are used up.
+
+    By default a request's turn is picked by its place in the conversation (assistant messages after
+    the user message), so a playbook can be replayed. ``sequential=True`` plays the turns in the order
+    the requests arrive instead: for retries inside one model call, which the stored conversation (and
+    so the next request) does not show.
+    """
 
     turns: list[Turn]
     then: Turn = field(default_factory=lambda: Turn(text="That is all I know."))
+    sequential: bool = False
+    served: int = 0
 
     def turn(self, index: int) -> Turn:
         return self.turns[index] if index < len(self.turns) else self.then
+
+    def next_turn(self, conversation_index: int) -> Turn:
+        index = self.served if self.sequential else conversation_index
+        self.served += 1
+        return self.turn(index)
 
 
 @dataclass
@@ -81,9 +98,13 @@ def create_playbook_llm() -> PlaybookLLM:
         requests.append(body)
         user, index = _turn_index(body["messages"])
         playbook = playbooks.get(user, Playbook(turns=[Turn(text=f"You said: {user}")]))
-        turn = playbook.turn(index)
+        turn = playbook.next_turn(index)
         calls = [
-            {"id": f"call_{uuid.uuid4().hex[:12]}", "name": name, "arguments": json.dumps(args)}
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "name": name,
+                "arguments": args if isinstance(args, str) else json.dumps(args),
+            }
             for name, args in turn.tool_calls
         ]
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}

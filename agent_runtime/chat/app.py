@@ -31,6 +31,7 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from agent_runtime.runner import AgentRunner
+from agent_runtime.runner_base import BaseAgentRunner
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
 from agent_runtime.state.database import Database
 from agent_runtime.state.leases import (
@@ -41,7 +42,6 @@ from agent_runtime.state.leases import (
     replica_id,
 )
 from agent_runtime.state.retention import run_periodically
-from agent_runtime.state.threads import read_thread
 from platform_core.api_errors import APIError, install_api_error_handlers, validation_message
 from platform_core.deployment import ServeDeploymentArgs
 from platform_core.errors import describe_error
@@ -126,7 +126,7 @@ def _check_thread_id(thread_id: str) -> None:
 
 
 def create_chat_app(
-    runner: AgentRunner,
+    runner: BaseAgentRunner,
     *,
     ping_s: float = 15.0,
     database: Database | None = None,
@@ -145,7 +145,7 @@ def create_chat_app(
         nonlocal leases
         background: list[asyncio.Task[None]] = []
         if database is not None:
-            runner.use_checkpointer(await database.checkpointer())
+            await runner.use_database(database)
             leases = ThreadLeases(database.engine)
             if retention_days:
                 purge = run_periodically(database, timedelta(days=retention_days))
@@ -197,7 +197,7 @@ def create_chat_app(
     async def get_thread(thread_id: str) -> JSONResponse:
         _check_thread_id(thread_id)
         try:
-            view = await read_thread(runner.checkpointer, runner.thread_key(thread_id), thread_id)
+            view = await runner.read_thread(thread_id)
         except Exception as exc:
             raise _storage_unavailable(thread_id, exc) from None
         if view is None:
@@ -215,10 +215,7 @@ def create_chat_app(
         except Exception as exc:
             raise _storage_unavailable(thread_id, exc) from None
         try:
-            config = {"configurable": {"thread_id": key, "checkpoint_ns": ""}}
-            found = await runner.checkpointer.aget_tuple(config) is not None
-            if found:
-                await runner.checkpointer.adelete_thread(key)
+            found = await runner.delete_thread(thread_id)
         except Exception as exc:
             raise _storage_unavailable(thread_id, exc) from None
         finally:

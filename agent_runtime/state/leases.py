@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,13 +110,17 @@ class ThreadLeases:
         ttl_s: float = DEFAULT_TTL_S,
         renew_s: float = DEFAULT_RENEW_S,
         replica: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` gives the wall-clock seconds that expiry times are written and compared in (the same
+        on every replica); tests pass their own to expire a claim without waiting for it."""
         if not 0 < renew_s < ttl_s:
             raise ValueError("renew_s must be positive and shorter than ttl_s")
         self.engine = engine
         self.ttl_s = ttl_s
         self.renew_s = renew_s
         self.replica = replica or replica_id()
+        self.clock = clock
 
     async def acquire(self, key: str, run_id: str, *, max_hold_s: float | None = None) -> ThreadLease:
         """Claim ``key`` for ``run_id`` and keep renewing it (for at most ``max_hold_s``).
@@ -148,7 +153,7 @@ class ThreadLeases:
             row = (
                 await conn.execute(
                     thread_runs.select().where(
-                        and_(thread_runs.c.thread_key == key, thread_runs.c.expires_at >= time.time())
+                        and_(thread_runs.c.thread_key == key, thread_runs.c.expires_at >= self.clock())
                     )
                 )
             ).first()
@@ -170,7 +175,7 @@ class ThreadLeases:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(thread_runs)
-                .where(and_(thread_runs.c.thread_key == key, thread_runs.c.expires_at < time.time()))
+                .where(and_(thread_runs.c.thread_key == key, thread_runs.c.expires_at < self.clock()))
                 .values(run_id=run_id, replica=self.replica, expires_at=self._expiry())
             )
         if result.rowcount == 1:
@@ -217,4 +222,4 @@ class ThreadLeases:
         )
 
     def _expiry(self) -> float:
-        return time.time() + self.ttl_s
+        return self.clock() + self.ttl_s

@@ -1,11 +1,12 @@
 """Remote A2A agents as LangChain tools, described from their agent cards.
 
-``A2AAgents({"a2a_research": "/a2a-research"})`` is a tool source like ``MCPServers`` (same duck-typed
-extras: ``server_names``, ``configured()``, ``status()``): it resolves each agent's card lazily, retries
-with backoff, and offers a tool only once its card is known, so an agent that starts before its A2A
-peers gains the tools as the peers come up. Each tool takes ``{"query": str}`` and answers with the
-remote agent's final answer; a failure (agent down, timeout, remote task failed) comes back to the
-model as a tool error ("research agent unavailable: ...") instead of ending the run.
+``A2AAgents({"a2a_research": "/a2a-research"})`` is a tool source like ``MCPServers`` (the same
+:class:`~agent_runtime.tools.sources.RefreshingToolSource`: ``endpoint_names``, ``with_overrides()``,
+``status()``): it resolves each agent's card lazily, retries with backoff, and offers a tool only once
+its card is known, so an agent that starts before its A2A peers gains the tools as the peers come up.
+Each tool takes ``{"query": str}`` and answers with the remote agent's final answer; a failure (agent
+down, timeout, remote task failed) comes back to the model as a tool error ("research agent
+unavailable: ...") instead of ending the run.
 """
 
 import re

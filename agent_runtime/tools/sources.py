@@ -1,16 +1,21 @@
-"""Where an agent's tools come from, as one small protocol.
+"""Where an agent's tools come from: the :class:`ToolSource` seam and its basic sources.
 
-An agent file declares its tool source (``MCPServers({...})``, later A2A agents as tools, or several
-combined); the runner only calls ``await source.get_tools()`` before each run. A source caches and
+An agent file declares its tool source (``MCPServers({...})``, ``A2AAgents({...})``, local tools, or
+several combined); the runner calls ``await source.get_tools()`` before each run. A source caches and
 refreshes on its own, so tools that appear later (a server that started late, a tool added to a
 running server) reach the agent without a redeploy.
 
-Optional extras a source may offer (duck-typed, all implemented by the sources in this package):
+:class:`ToolSource` is an abstract base class in the manner of pydantic-ai's ``AbstractToolset``: only
+``get_tools()`` is abstract; the optional parts have defaults, so a source that only lists tools works
+everywhere a source is used (``/health``, builder-arg overrides, shutdown) and no caller probes for
+methods:
 
-- ``server_names``: the names its endpoints are known by in config overrides;
-- ``configured(urls=..., refresh_s=...)``: a copy with some endpoint URLs or the refresh period
-  replaced (what a deployment's builder args change);
-- ``status()``: per-endpoint :class:`SourceStatus` for ``/health``.
+- ``label``: what logs call the source;
+- ``endpoint_names``: the names its endpoints are known by in config overrides (none by default);
+- ``with_overrides(urls=..., refresh_s=...)``: a copy with some endpoint URLs or the refresh period
+  replaced (what a deployment's builder args change); by default URL overrides fail loudly;
+- ``status()``: per-endpoint :class:`SourceStatus` for ``/health`` (empty by default);
+- ``aclose()``: release what the source holds (nothing by default).
 
 Sources of remote endpoints (MCP servers, A2A agents) share one mechanism, :class:`RefreshingToolSource`:
 per-endpoint state, retry with backoff, lazy background refresh, and pickling of the declaration only.
@@ -23,23 +28,16 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Self
 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from platform_core.backoff import Backoff
-from platform_core.errors import describe_error
+from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class ToolSource(Protocol):
-    async def get_tools(self) -> list[BaseTool]:
-        """The tools currently available (cached; never raises for one unreachable endpoint)."""
-        ...
 
 
 class SourceStatus(BaseModel):
@@ -49,6 +47,42 @@ class SourceStatus(BaseModel):
     url: str | None = None
     tools: list[str] = Field(default_factory=list)
     error: str | None = None
+
+
+class ToolSource(abc.ABC):
+    """Where an agent's tools come from. Subclasses implement :meth:`get_tools`; the rest is optional."""
+
+    @abc.abstractmethod
+    async def get_tools(self) -> list[BaseTool]:
+        """The tools currently available (cached; never raises for one unreachable endpoint)."""
+
+    @property
+    def label(self) -> str:
+        """What logs and error messages call this source."""
+        return type(self).__name__
+
+    @property
+    def endpoint_names(self) -> frozenset[str]:
+        """Names of the endpoints a deployment may point elsewhere with :meth:`with_overrides`."""
+        return frozenset()
+
+    def with_overrides(
+        self, *, urls: Mapping[str, str] | None = None, refresh_s: float | None = None
+    ) -> Self:
+        """This source with a deployment's URL and refresh overrides applied (unknown names fail loudly).
+
+        The default has no endpoints: any URL override is a configuration error, ``refresh_s`` is moot.
+        """
+        if urls:
+            raise ConfigurationError(f"tool source {self.label} takes no URL overrides: {sorted(urls)}")
+        return self
+
+    def status(self) -> dict[str, SourceStatus]:
+        """Per-endpoint state for ``/health`` (none by default)."""
+        return {}
+
+    async def aclose(self) -> None:  # noqa: B027 (a default, not a forgotten abstract method)
+        """Release connections and background tasks (the app's shutdown); nothing by default."""
 
 
 def resolve_url(route_or_url: str) -> str:
@@ -71,27 +105,7 @@ def unique_by_name(tools: Iterable[BaseTool], *, owner: str = "") -> list[BaseTo
     return list(seen.values())
 
 
-def source_status(source: ToolSource) -> dict[str, SourceStatus]:
-    """The source's own status report, or an empty one when it has none."""
-    status = getattr(source, "status", None)
-    return status() if callable(status) else {}
-
-
-def configure_source(
-    source: ToolSource, *, urls: Mapping[str, str] | None = None, refresh_s: float | None = None
-) -> ToolSource:
-    """Apply a deployment's URL / refresh overrides; unknown endpoint names fail loudly."""
-    if not urls and refresh_s is None:
-        return source
-    configured = getattr(source, "configured", None)
-    if configured is None:
-        if urls:
-            raise ValueError(f"tool source {type(source).__name__} takes no URL overrides: {sorted(urls)}")
-        return source
-    return configured(urls=urls, refresh_s=refresh_s)
-
-
-class StaticTools:
+class StaticTools(ToolSource):
     """Tools defined in code (local Python tools, tests)."""
 
     def __init__(self, tools: Sequence[BaseTool]) -> None:
@@ -104,28 +118,35 @@ class StaticTools:
         return {"local": SourceStatus(ok=True, tools=[t.name for t in self._tools])}
 
 
-class CombinedTools:
+class CombinedTools(ToolSource):
     """Several sources as one; a source that fails is logged and skipped, the others still count."""
 
     def __init__(self, *sources: ToolSource) -> None:
         self.sources = sources
 
     @property
-    def server_names(self) -> frozenset[str]:
-        return frozenset(name for s in self.sources for name in getattr(s, "server_names", ()))
+    def label(self) -> str:
+        return f"CombinedTools({', '.join(s.label for s in self.sources)})"
 
-    def configured(
+    @property
+    def endpoint_names(self) -> frozenset[str]:
+        return frozenset(name for s in self.sources for name in s.endpoint_names)
+
+    def with_overrides(
         self, *, urls: Mapping[str, str] | None = None, refresh_s: float | None = None
-    ) -> "CombinedTools":
-        unknown = set(urls or {}) - self.server_names
+    ) -> Self:
+        """Each part with the overrides of its own endpoints (and ``refresh_s``)."""
+        if not urls and refresh_s is None:
+            return self
+        unknown = set(urls or {}) - self.endpoint_names
         if unknown:
-            raise ValueError(f"no tool endpoint named {sorted(unknown)}; known: {sorted(self.server_names)}")
+            known = sorted(self.endpoint_names)
+            raise ConfigurationError(f"no tool endpoint named {sorted(unknown)}; known: {known}")
         parts = []
         for source in self.sources:
-            names = getattr(source, "server_names", frozenset())
-            mine = {k: v for k, v in (urls or {}).items() if k in names}
-            parts.append(configure_source(source, urls=mine, refresh_s=refresh_s))
-        return CombinedTools(*parts)
+            mine = {k: v for k, v in (urls or {}).items() if k in source.endpoint_names}
+            parts.append(source.with_overrides(urls=mine, refresh_s=refresh_s))
+        return type(self)(*parts)
 
     async def get_tools(self) -> list[BaseTool]:
         results = await asyncio.gather(*(s.get_tools() for s in self.sources), return_exceptions=True)
@@ -134,16 +155,19 @@ class CombinedTools:
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
-                logger.warning("tool source %s failed: %s", type(source).__name__, describe_error(result))
+                logger.warning("tool source %s failed: %s", source.label, describe_error(result))
                 continue
             tools.extend(result)
         return unique_by_name(tools)
 
     def status(self) -> dict[str, SourceStatus]:
-        merged: dict[str, Any] = {}
+        merged: dict[str, SourceStatus] = {}
         for source in self.sources:
-            merged.update(source_status(source))
+            merged.update(source.status())
         return merged
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(source.aclose() for source in self.sources))
 
 
 @dataclass
@@ -166,7 +190,7 @@ class EndpointState:
         )
 
 
-class RefreshingToolSource(abc.ABC):
+class RefreshingToolSource(ToolSource):
     """Tools of named remote endpoints, each loaded on its own and refreshed lazily with backoff.
 
     ``endpoints`` maps a name (used in config overrides and ``/health``) to a route relative to
@@ -198,14 +222,24 @@ class RefreshingToolSource(abc.ABC):
         return f"{type(self).__name__}({self.endpoints!r})"
 
     @property
-    def server_names(self) -> frozenset[str]:
+    def label(self) -> str:
+        return f"{type(self).__name__}({', '.join(self.endpoints)})"
+
+    @property
+    def endpoint_names(self) -> frozenset[str]:
         return frozenset(self.endpoints)
 
-    def configured(self, *, urls: Mapping[str, str] | None = None, refresh_s: float | None = None) -> Self:
-        """A copy with some endpoints' URLs and/or the refresh period replaced."""
-        unknown = set(urls or {}) - self.server_names
+    def with_overrides(
+        self, *, urls: Mapping[str, str] | None = None, refresh_s: float | None = None
+    ) -> Self:
+        """A copy with some endpoints' URLs and/or the refresh period replaced (``self`` when neither)."""
+        if not urls and refresh_s is None:
+            return self
+        unknown = set(urls or {}) - self.endpoint_names
         if unknown:
-            raise ValueError(f"no {self.kind} named {sorted(unknown)}; known: {sorted(self.endpoints)}")
+            raise ConfigurationError(
+                f"no {self.kind} named {sorted(unknown)}; known: {sorted(self.endpoints)}"
+            )
         clone = copy.copy(self)  # copies __getstate__: the declaration, without state or task
         clone.endpoints = {**self.endpoints, **(urls or {})}
         if refresh_s is not None:
@@ -224,6 +258,13 @@ class RefreshingToolSource(abc.ABC):
 
     def status(self) -> dict[str, SourceStatus]:
         return {name: state.status() for name, state in self._states().items()}
+
+    async def aclose(self) -> None:
+        """Stop a refresh in progress (its loads would outlive the app otherwise)."""
+        task, self._refreshing = self._refreshing, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     # --- what a subclass provides -----------------------------------------------------------------------
 
@@ -257,7 +298,7 @@ class RefreshingToolSource(abc.ABC):
 
     def _snapshot(self) -> list[BaseTool]:
         tools = [tool for s in self._states().values() for tool in s.tools]
-        return unique_by_name(tools, owner=f"{type(self).__name__}: ")
+        return unique_by_name(tools, owner=f"{self.label}: ")
 
     async def _refresh(self, names: list[str]) -> None:
         await asyncio.gather(*(self._load(name) for name in names))
