@@ -1,35 +1,49 @@
 # Agent platform on Ray Serve. `make help` lists the targets.
-# Everything installs itself: uv is bootstrapped from PyPI if missing, then `uv sync` builds .venv
-# from uv.lock. OFFLINE=1 runs the stack on the scripted model and the bundled sample upstream server.
+# Everything installs itself: uv is found or bootstrapped (scripts/bootstrap-uv.sh), then `uv sync` builds
+# .venv from uv.lock. OFFLINE=1 runs the stack on the scripted model and the bundled sample upstream server.
+# No comment may follow a value on its line: GNU make keeps the spaces before it in the value.
 
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 RUN_DIR := .run
 PORT ?= 8000
 OFFLINE ?=
 PYTEST_ARGS ?=
-CHROMIUM ?= /usr/bin/chromium   # the browser test (tests/test_ui_browser.py) drives Debian's chromium
+# The browser test (tests/test_ui_browser.py) drives Debian's chromium.
+CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 
+# UV=/path/to/uv uses that uv; otherwise scripts/bootstrap-uv.sh prints the path of one, installing it
+# first where there is none (PYTHON=... names the interpreter it installs with). `uv run` sets UV itself.
+UV ?=
+UV_RUN = uv="$(if $(UV),$(UV),$$(bash scripts/bootstrap-uv.sh))" && "$$uv"
+
+# Extras of .venv, recorded in .venv/.extras by every sync: `uv sync` is exact, so a later sync without
+# `--extra gpu` (make install, make run after a lock change) would remove what `make install-gpu` added.
+# EXTRAS defaults to the recorded ones; `make install EXTRAS=` drops them.
+EXTRAS_FILE := $(VENV)/.extras
+INSTALLED_EXTRAS := $(sort $(shell cat $(EXTRAS_FILE) 2>/dev/null))
+EXTRAS ?= $(INSTALLED_EXTRAS)
+differ = $(strip $(filter-out $(2),$(1)) $(filter-out $(1),$(2)))
+
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run run-multi test test-unit lint format bench docs anyscale-requirements anyscale-deploy clean
+.PHONY: help install install-gpu run run-multi test test-unit lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
-$(UV):
-	@echo "uv not found: installing it from PyPI into ~/.local/bin"
-	python3 -m pip install --user --quiet uv
-
-$(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen
+# Re-synced when the lock changes, or when the wanted extras are not the installed ones.
+$(VENV)/.synced: pyproject.toml uv.lock $(if $(call differ,$(sort $(EXTRAS)),$(INSTALLED_EXTRAS)),FORCE)
+	$(UV_RUN) sync $(strip --frozen $(addprefix --extra ,$(sort $(EXTRAS))))
+	@echo "$(sort $(EXTRAS))" > $(EXTRAS_FILE)
 	@touch $@
 
-install: $(VENV)/.synced ## Create .venv with every dependency (CPU only)
+FORCE:
 
-install-gpu: $(UV) ## Install the GPU extra (ray[llm], vLLM) for the vllm LLM backend
-	$(UV) sync --frozen --extra gpu
+install: $(VENV)/.synced ## Create .venv with every dependency (CPU only, plus extras installed before)
+
+install-gpu: ## Add the GPU extra (ray[llm], vLLM) for the vllm LLM backend; later syncs keep it
+	@$(MAKE) --no-print-directory install EXTRAS="$(sort $(EXTRAS) gpu)"
 
 # Commands run from .venv/bin, not `uv run`: under `uv run`, Ray ships the working dir to its workers and
 # builds them a second venv. `serve run` starts a local Ray cluster (GCS on a free port, so a local Redis
@@ -67,12 +81,12 @@ bench: install ## Print latency/throughput figures of the offline stack (bench/)
 	$(BIN)/python -m bench.chat_latency
 
 docs: install ## Regenerate docs/configuration.md from the settings and builder args models
-	$(BIN)/python -m platform_core.config_reference
+	$(BIN)/python -m platform_core.config_reference && $(BIN)/python -m protocols.reference
 
 CONFIG ?= anyscale_service_config.yaml
 
 anyscale-requirements: install ## Write requirements.lock.txt (from uv.lock) for the Anyscale configs
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.lock.txt
+	$(UV_RUN) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.lock.txt
 
 anyscale-deploy: anyscale-requirements ## Deploy CONFIG (default anyscale_service_config.yaml) with the anyscale CLI
 	$(BIN)/anyscale service deploy -f $(CONFIG)

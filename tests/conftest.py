@@ -1,10 +1,61 @@
-"""Shared fixtures. Integration fixtures start one real Ray Serve instance per test session."""
+"""Shared fixtures. Integration fixtures start one real Ray Serve instance per test session.
 
-from collections.abc import Iterator
+Under ``CI=true`` a skipped test fails (see :func:`pytest_runtest_makereport`): CI must provide every
+component a test needs (Chromium, PostgreSQL, Playwright, any package), so it cannot pass green while
+the browser or PostgreSQL tests never ran. Tests deselected by marker (``-m "not integration"``) are not
+skips and stay deselected; expected failures (``xfail``) are not skips either.
+"""
+
+import os
+from collections.abc import Generator, Iterator
 
 import pytest
 
 from tests.stack import ServeStack
+
+SKIPS_FAIL_ENV = "CI"
+
+
+def skips_fail() -> bool:
+    """Whether a skip counts as a failure in this run (CI=true, as CI services and ``.ci/run`` set)."""
+    return os.environ.get(SKIPS_FAIL_ENV) == "true"
+
+
+def _skip_reason(longrepr: object) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _as_failure(reason: str) -> str:
+    return (
+        f"CI=true: this test would have been skipped ({reason}), and CI may skip nothing: "
+        "provide the missing component"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true, a skip (``pytest.skip``, ``skipif``, ``importorskip``, in setup or body) fails."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and skips_fail():
+        report.outcome = "failed"
+        report.longrepr = _as_failure(_skip_reason(report.longrepr))
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """The same for a whole module skipped while it is imported (a module-level ``importorskip``)."""
+    report = yield
+    if report.skipped and skips_fail():
+        report.outcome = "failed"
+        report.longrepr = _as_failure(_skip_reason(report.longrepr))
+    return report
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

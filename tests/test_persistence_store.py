@@ -16,8 +16,15 @@ from a2a.types import Task, TaskState, TaskStatus
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from sqlalchemy import select
 
-from agent_runtime.state.database import Database, DatabaseUnavailable, DatabaseURL, default_database_url
+from agent_runtime.state.database import (
+    Database,
+    DatabaseUnavailable,
+    DatabaseURL,
+    default_database_url,
+    thread_runs,
+)
 from agent_runtime.state.leases import ThreadBusy, ThreadLeases
 from agent_runtime.state.retention import checkpoint_time, purge
 from agent_runtime.state.threads import read_thread
@@ -134,30 +141,61 @@ async def test_a_thread_lease_holds_across_replicas_until_released(database_url:
         assert await replica_a.holder(key) is None
 
 
+class ManualClock:
+    """The wall clock lease rows are written and compared in, moved by the test: a claim expires when
+    the test says so, not when a short TTL happens to run out on a busy machine."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def stored_expiry(db: Database, key: str) -> float | None:
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(select(thread_runs.c.expires_at).where(thread_runs.c.thread_key == key))
+        ).first()
+    return None if row is None else row.expires_at
+
+
 async def test_a_crashed_replicas_lease_expires_and_its_holder_learns_it_lost(database_url: str) -> None:
     key = f"tester/{uuid.uuid4().hex}"
+    clock = ManualClock()
+    start = clock.now
     async with Database(database_url) as one, Database(database_url) as two:
-        crashed = ThreadLeases(one.engine, ttl_s=0.6, renew_s=0.2)
-        other = ThreadLeases(two.engine, ttl_s=0.6, renew_s=0.2)
+        crashed = ThreadLeases(one.engine, ttl_s=30, renew_s=0.1, clock=clock)
+        other = ThreadLeases(two.engine, ttl_s=30, renew_s=0.1, clock=clock)
         lease = await crashed.acquire(key, "run-crashed")
-        await asyncio.sleep(0.7)  # renewed meanwhile: still held
+        assert await stored_expiry(one, key) == start + 30
+        clock.advance(20)
+        async with asyncio.timeout(30):  # the holder's renewal moves the expiry on from the new now
+            while await stored_expiry(one, key) != start + 50:
+                await asyncio.sleep(0.05)
+        clock.advance(20)  # past the first expiry, not the renewed one: still held
         with pytest.raises(ThreadBusy):
             await other.acquire(key, "run-other")
 
         assert lease._renewer is not None
         lease._renewer.cancel()  # the replica dies: nobody renews any more
-        await asyncio.sleep(0.8)
+        await asyncio.gather(lease._renewer, return_exceptions=True)
+        clock.advance(31)  # past every expiry it ever wrote (at most now + 30)
         taken = await other.acquire(key, "run-other")
         assert await other.holder(key) == "run-other"
 
         # A holder that was merely slow finds out at its next renewal that the thread is gone.
-        slow = ThreadLeases(one.engine, ttl_s=0.6, renew_s=0.2)
+        slow = ThreadLeases(one.engine, ttl_s=30, renew_s=0.1, clock=clock)
         slow_lease = await slow.acquire(f"{key}-slow", "run-slow")
         await other.release(f"{key}-slow", "run-slow")  # as if it had expired and been taken
-        await other.acquire(f"{key}-slow", "run-new")
-        await asyncio.wait_for(slow_lease.lost.wait(), timeout=2)
+        new = await other.acquire(f"{key}-slow", "run-new")
+        await asyncio.wait_for(slow_lease.lost.wait(), timeout=30)
         await slow_lease.release()  # must not free the new holder's claim
         assert await other.holder(f"{key}-slow") == "run-new"
+        await new.release()
         await taken.release()
 
 
@@ -166,20 +204,22 @@ async def test_lease_release_completes_even_when_the_caller_is_cancelled(databas
     async with Database(database_url) as db:
         leases = ThreadLeases(db.engine)
         lease = await leases.acquire(key, "run-1")
+        streaming = asyncio.Event()
 
         async def stream() -> None:  # a chat stream: releases its claim on the way out
             try:
+                streaming.set()
                 await asyncio.sleep(60)
             finally:
                 await lease.release()
 
         task = asyncio.create_task(stream())
-        await asyncio.sleep(0.05)
+        await streaming.wait()
         task.cancel()  # the client went away ...
         await asyncio.sleep(0)
         task.cancel()  # ... and the cleanup is cancelled too (anyio cancels every await in the scope)
         await asyncio.gather(task, return_exceptions=True)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while await leases.holder(key) is not None:
                 await asyncio.sleep(0.02)
 

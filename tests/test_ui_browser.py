@@ -4,6 +4,7 @@ Needs a Chromium binary: ``CHROMIUM`` (default /usr/bin/chromium, Debian's ``apt
 Saves a screenshot of the travel conversation to ``test-artifacts/ui-travel.png``.
 """
 
+import importlib.util
 import logging
 import os
 import re
@@ -16,18 +17,21 @@ import pytest
 from tests.stack import ROOT, ServeStack
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
 
+# Skip marks, not a module-level importorskip: they skip (fail, under CI=true) only when the tests are
+# selected, never a `-m "not integration"` run that merely collects this module.
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(),
         reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)",
     ),
+    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright (dev dependency) not installed: make install"),
 ]
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright (dev dependency) not installed"
-)
-expect = playwright_api.expect
+if HAVE_PLAYWRIGHT:
+    import playwright.sync_api as playwright_api
+    from playwright.sync_api import expect
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +194,15 @@ def test_rejected_request_is_a_clear_error(ui_stack: ServeStack, browser) -> Non
     page.locator("#message textarea").wait_for(timeout=60_000)
     page.locator("#agent-picker input").click()
     page.get_by_role("option", name="Weather").click()
-    page.locator("#message textarea").fill("x" * 20_000)  # over the agent's request limit: a 422
+    pixel = "http://127.0.0.1:9/pixel.png"  # shown markup must not make the browser fetch (ui/transcript.py)
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "pixel.png" in r.url else None)
+    markup = f"![x]({pixel}) <img src='{pixel}?tag'> "
+    page.locator("#message textarea").fill(markup + "x" * 20_000)  # over the agent's request limit: a 422
     page.locator("#send").click()
     expect(page.locator("#chat")).to_contain_text("http_422", timeout=60_000)
     expect(page.locator("#status")).to_contain_text("failed")
+    expect(page.locator("#chat")).to_contain_text("image: x")  # the image became a link
+    expect(page.locator("#chat img")).to_have_count(0)
+    assert fetched == [], fetched
     context.close()
