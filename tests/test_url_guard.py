@@ -1,6 +1,7 @@
 """UrlGuard: the SSRF corpus (every class of forbidden target) and what it lets through."""
 
 import ipaddress
+import re
 
 import pytest
 
@@ -39,9 +40,13 @@ async def table_resolver(host: str, port: int) -> list[str]:
     return DNS[host]
 
 
+ANY_PORT = range(1, 65536)
+
+
 @pytest.fixture
 def guard() -> UrlGuard:
-    return UrlGuard(resolver=table_resolver)
+    """Address checks alone: every port allowed (the port rule has its own tests below)."""
+    return UrlGuard(resolver=table_resolver, allowed_ports=ANY_PORT)
 
 
 # (url, a phrase the refusal must contain)
@@ -170,15 +175,74 @@ async def test_unknown_names_fail_resolution_not_silently(guard: UrlGuard) -> No
 async def test_trusted_hosts_are_exact_host_and_port() -> None:
     guard = UrlGuard(resolver=table_resolver, trusted_hosts=["127.0.0.1:18400", "intranet.example"])
     assert (await guard.check("http://127.0.0.1:18400/sample-upstream/pages/x")).trusted
-    assert (await guard.check("http://intranet.example:9000/")).address == "10.20.30.40"
-    for other in (
-        "http://127.0.0.1:18401/",
-        "http://127.0.0.1/",
-        "http://2130706433:18400/",
-        "http://[::1]:18400/",
+    assert (await guard.check("https://intranet.example/")).address == "10.20.30.40"
+    for other, why in (
+        ("http://127.0.0.1:18401/", "port 18401 is not an allowed port"),
+        ("http://127.0.0.1/", "loopback"),
+        ("http://2130706433:18400/", "port 18400"),  # another spelling of the host is another host
+        ("http://[::1]:18400/", "port 18400 is not an allowed port"),
+        ("http://intranet.example:9000/", "port 9000"),  # a bare trusted host: allowed ports only
     ):
-        with pytest.raises(UrlRefused):
+        with pytest.raises(UrlRefused, match=re.escape(why)):
             await guard.check(other)
+
+
+# (url, why) with the default ports: only 80 and 443, whatever the scheme, the host or its addresses.
+PORT_CORPUS = [
+    ("http://public.example:8080/", "port 8080 is not an allowed port (allowed: 80, 443)"),
+    ("https://public.example:8443/", "port 8443"),
+    ("http://public.example:6379/", "port 6379"),  # Redis
+    ("http://public.example:22/", "port 22"),
+    ("http://8.8.8.8:25/", "port 25"),
+    ("http://[2606:4700:4700::1111]:5432/", "port 5432"),
+    ("http://127.0.0.1:6379/", "port 6379"),  # refused before the address is even looked at
+    ("https://public.example:080/", None),  # leading zero: still port 80
+    ("http://public.example:443/", None),
+    ("https://public.example:80/", None),
+    ("http://public.example:80/", None),
+]
+
+
+@pytest.mark.parametrize(("url", "why"), PORT_CORPUS, ids=[url for url, _ in PORT_CORPUS])
+async def test_only_web_ports_by_default(url: str, why: str | None) -> None:
+    guard = UrlGuard(resolver=table_resolver)
+    if why is None:
+        assert (await guard.check(url)).address == PUBLIC
+    else:
+        with pytest.raises(UrlRefused, match=re.escape(why)):
+            await guard.check(url)
+
+
+async def test_refused_ports_are_not_resolved() -> None:
+    looked_up: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return [PUBLIC]
+
+    with pytest.raises(UrlRefused, match="port 8080"):
+        await UrlGuard(resolver=resolver).check("http://secret-data.attacker.example:8080/")
+    assert looked_up == []  # no DNS query carries the name out either
+
+
+async def test_operators_choose_the_ports() -> None:
+    guard = UrlGuard(resolver=table_resolver, allowed_ports=[443, 8443])
+    assert (await guard.check("https://public.example:8443/")).port == 8443
+    with pytest.raises(UrlRefused, match=re.escape("port 80 is not an allowed port (allowed: 443, 8443)")):
+        await guard.check("http://public.example/")
+    with pytest.raises(ValueError, match="not valid TCP ports"):
+        UrlGuard(allowed_ports=[0, 443])
+
+
+async def test_a_trusted_entry_with_a_port_allows_that_port_for_its_host_only() -> None:
+    # The offline sample upstream: the Serve port, below its route prefix.
+    guard = UrlGuard(resolver=table_resolver, trusted_hosts=["127.0.0.1:18000/sample-upstream"])
+    assert (await guard.check("http://127.0.0.1:18000/sample-upstream/pages/lisbon.html")).trusted
+    assert (await guard.check("http://127.0.0.1:18000/robots.txt")).trusted
+    with pytest.raises(UrlRefused, match="loopback"):  # the port is fine, the address check is not
+        await guard.check("http://127.0.0.1:18000/llm/v1/models")
+    with pytest.raises(UrlRefused, match="port 18000"):  # another host on that port
+        await guard.check("http://public.example:18000/")
 
 
 async def test_resolver_answering_garbage_is_refused() -> None:

