@@ -11,7 +11,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.stack import ServeStack
+from tests.support.stack import ServeStack
 
 SKIPS_FAIL_ENV = "CI"
 

@@ -1,0 +1,383 @@
+"""The SSE chat app over real HTTP: a playbook LLM (OpenAI protocol) and a real MCP server, no Ray."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agent_runtime.chat.app import MAX_USER_REQUEST_CHARS, create_chat_app
+from agent_runtime.factories import MAX_INVALID_TOOL_CALL_RETRIES
+from agent_runtime.llm_client import LLMClient
+from agent_runtime.runner import AgentRunner
+from agent_runtime.spec import AgentSpec
+from agent_runtime.tools.mcp import MCPServers
+from protocols.events import (
+    ChatEvent,
+    Done,
+    Error,
+    Metadata,
+    SSEParser,
+    Token,
+    ToolCall,
+    ToolResult,
+    aiter_sse_events,
+)
+from tests.support.runtime import (
+    Playbook,
+    PlaybookLLM,
+    Turn,
+    create_playbook_llm,
+    create_test_mcp_server,
+)
+from tests.support.servers import ServerThread, free_port, serve_mcp
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[tuple[PlaybookLLM, ServerThread]]:
+    fake = create_playbook_llm()
+    server = ServerThread(fake.app).start()
+    yield fake, server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mcp_url() -> Iterator[str]:
+    server = serve_mcp(create_test_mcp_server())
+    yield f"{server.url}/mcp"
+    server.stop()
+
+
+@pytest.fixture
+def make_chat(llm: tuple[PlaybookLLM, ServerThread], mcp_url: str) -> Iterator[Callable[..., str]]:
+    """Serve a chat app over the test MCP server; returns its base URL."""
+    servers: list[ServerThread] = []
+
+    def make(*, llm_url: str | None = None, tools: MCPServers | None = None, **runner_kwargs: Any) -> str:
+        llm_client = LLMClient(llm_url or f"{llm[1].url}/v1", discovery_timeout_s=1.0)
+        spec = AgentSpec(name="tester", system_prompt="You test things.", tools=MCPServers({"test": mcp_url}))
+        runner = AgentRunner(spec, llm=llm_client, tools=tools, **runner_kwargs)
+        server = ServerThread(create_chat_app(runner, ping_s=0.5)).start()
+        servers.append(server)
+        return server.url
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def playbook(
+    llm: tuple[PlaybookLLM, ServerThread], *turns: Turn, then: Turn | None = None, sequential: bool = False
+) -> str:
+    """Register a playbook under a fresh user message; returns that message."""
+    key = f"request {uuid.uuid4().hex[:8]}"
+    book = Playbook(list(turns), sequential=sequential)
+    if then is not None:
+        book.then = then
+    llm[0].playbooks[key] = book
+    return key
+
+
+def requests_for(llm: tuple[PlaybookLLM, ServerThread], user_request: str) -> list[list[dict[str, Any]]]:
+    """The message lists of the model requests made for ``user_request`` (its latest user message)."""
+    return [
+        r["messages"]
+        for r in llm[0].requests
+        if [m for m in r["messages"] if m["role"] == "user"][-1]["content"] == user_request
+    ]
+
+
+async def chat(base_url: str, body: dict[str, Any]) -> tuple[httpx.Response, list[ChatEvent]]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream("POST", f"{base_url}/chat", json=body) as response:
+            assert response.status_code == 200, await response.aread()
+            events = [event async for event in aiter_sse_events(response.aiter_lines())]
+    return response, events
+
+
+def assert_framed(events: list[ChatEvent]) -> tuple[Metadata, Done]:
+    """metadata first, done last and only once, at most one error, right before done."""
+    assert isinstance(events[0], Metadata)
+    assert isinstance(events[-1], Done)
+    assert sum(isinstance(e, Done) for e in events) == 1
+    errors = [i for i, e in enumerate(events) if isinstance(e, Error)]
+    assert errors in ([], [len(events) - 2])
+    return events[0], events[-1]
+
+
+def of(events: list[ChatEvent], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def test_tool_call_result_and_streamed_answer(make_chat, llm) -> None:
+    request = playbook(
+        llm,
+        Turn(text="Let me check.", tool_calls=[("echo", {"text": "hi"})]),
+        Turn(text="The echo tool says hi back to you."),
+    )
+    response, events = await chat(make_chat(), {"user_request": request})
+    metadata, done = assert_framed(events)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-thread-id"] == metadata.thread_id == done.thread_id
+    assert metadata.agent == "tester" and metadata.run_id
+
+    kinds = [type(e).__name__ for e in events]
+    first_call, first_result = kinds.index("ToolCall"), kinds.index("ToolResult")
+    assert kinds.index("Token") < first_call < first_result < len(kinds) - 2
+    (call,) = of(events, ToolCall)
+    (result,) = of(events, ToolResult)
+    assert (call.name, call.args) == ("echo", {"text": "hi"})
+    assert (result.id, result.name, result.status, result.content) == (call.id, "echo", "ok", "echo: hi")
+
+    answer_tokens = [e.text for e in events[first_result:] if isinstance(e, Token)]
+    assert len(answer_tokens) > 3  # streamed word by word, not one block
+    assert "".join(answer_tokens) == done.answer == "The echo tool says hi back to you."
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (22, 14)  # two model calls
+
+
+async def test_events_are_flushed_as_they_happen_and_idle_streams_get_pings(make_chat, llm) -> None:
+    request = playbook(llm, Turn(text="Late answer.", delay_s=1.5))
+    arrivals: list[tuple[float, ChatEvent]] = []
+    comments = 0
+    parser = SSEParser()
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream("POST", f"{make_chat()}/chat", json={"user_request": request}) as response:
+            async for line in response.aiter_lines():
+                comments += line.startswith(":")
+                if (event := parser.feed(line)) is not None:
+                    arrivals.append((time.monotonic(), event))
+    assert isinstance(arrivals[0][1], Metadata) and isinstance(arrivals[-1][1], Done)
+    assert arrivals[-1][0] - arrivals[0][0] > 1.0  # metadata reached the client before the model answered
+    assert comments >= 2  # keep-alive pings every 0.5 s while the model was silent
+
+
+async def test_mcp_error_result_goes_back_to_the_model(make_chat, llm) -> None:
+    request = playbook(
+        llm, Turn(tool_calls=[("fail", {"reason": "testing"})]), Turn(text="The tool failed, sorry.")
+    )
+    _, events = await chat(make_chat(), {"user_request": request})
+    _, done = assert_framed(events)
+    (result,) = of(events, ToolResult)
+    assert result.status == "error" and "failed on purpose: testing" in result.content
+    assert not of(events, Error) and done.answer == "The tool failed, sorry."
+    followup = [r for r in llm[0].requests if r["messages"][-1]["role"] == "tool"][-1]
+    assert "failed on purpose" in str(followup["messages"][-1]["content"])
+
+
+async def test_unreachable_tool_server_is_a_tool_error_not_a_crash(make_chat, llm) -> None:
+    doomed = serve_mcp(create_test_mcp_server("doomed"))
+    tools = MCPServers({"doomed": f"{doomed.url}/mcp"})
+    assert [t.name for t in await tools.get_tools()]  # discovered while it was up
+    doomed.stop()
+    request = playbook(llm, Turn(tool_calls=[("echo", {"text": "x"})]), Turn(text="Could not reach it."))
+    _, events = await chat(make_chat(tools=tools), {"user_request": request})
+    _, done = assert_framed(events)
+    (result,) = of(events, ToolResult)
+    assert result.status == "error" and "echo" in result.content
+    assert not of(events, Error) and done.answer == "Could not reach it."
+
+
+async def test_malformed_tool_arguments_are_fed_back_and_the_model_recovers(make_chat, llm) -> None:
+    request = playbook(
+        llm,
+        Turn(text="Checking. ", tool_calls=[("echo", '{"text": hi}')]),
+        Turn(tool_calls=[("echo", {"text": "hi"})]),
+        Turn(text="It says hi."),
+        sequential=True,  # the retry is not in the stored conversation
+    )
+    base = make_chat()
+    response, events = await chat(base, {"user_request": request})
+    _, done = assert_framed(events)
+    (call,) = of(events, ToolCall)  # the rejected call never shows
+    (result,) = of(events, ToolResult)
+    assert (call.name, call.args) == ("echo", {"text": "hi"})
+    assert (result.id, result.status, result.content) == (call.id, "ok", "echo: hi")
+    assert not of(events, Error) and done.answer == "It says hi."
+    assert done.usage.prompt_tokens == 33  # three model requests, the rejected one included
+
+    first, retry, after_tool = requests_for(llm, request)
+    assert [m["role"] for m in retry] == ["system", "user", "assistant", "tool"]
+    rejected, feedback = retry[2], retry[3]
+    assert rejected["tool_calls"][0]["function"] == {"name": "echo", "arguments": "{}"}
+    assert feedback["tool_call_id"] == rejected["tool_calls"][0]["id"]
+    assert "are not valid JSON" in feedback["content"] and '{"text": hi}' in feedback["content"]
+    assert [m["role"] for m in after_tool] == ["system", "user", "assistant", "tool"]
+    assert after_tool[2]["tool_calls"][0]["function"]["arguments"] == '{"text": "hi"}'
+
+    async with httpx.AsyncClient() as client:
+        stored = (await client.get(f"{base}/threads/{response.headers['x-thread-id']}")).json()["messages"]
+    assert [(m["role"], m.get("status")) for m in stored] == [
+        ("user", None),
+        ("assistant", None),
+        ("tool", "ok"),
+        ("assistant", None),
+    ]  # only the accepted reply was checkpointed
+
+
+async def test_unknown_tool_name_is_fed_back_and_the_model_recovers(make_chat, llm) -> None:
+    request = playbook(
+        llm,
+        Turn(tool_calls=[("add", {"a": 1, "b": 2}), ("ech0", {"text": "hi"})]),
+        Turn(tool_calls=[("echo", {"text": "hi"})]),
+        Turn(text="Fixed it."),
+        sequential=True,
+    )
+    _, events = await chat(make_chat(), {"user_request": request})
+    _, done = assert_framed(events)
+    assert [c.name for c in of(events, ToolCall)] == [
+        "echo"
+    ]  # the valid "add" of the rejected turn never ran
+    assert [(r.name, r.status) for r in of(events, ToolResult)] == [("echo", "ok")]
+    assert not of(events, Error) and done.answer == "Fixed it."
+
+    retry = requests_for(llm, request)[1]
+    assert [m["role"] for m in retry] == ["system", "user", "assistant", "tool", "tool"]
+    results = {m["tool_call_id"]: m["content"] for m in retry[3:]}
+    add_id, unknown_id = (c["id"] for c in retry[2]["tool_calls"])
+    assert (
+        results[unknown_id] == "Error: there is no tool named 'ech0'. Available tools: add, echo, fail, slow."
+    )
+    assert results[add_id].startswith("Not run")
+
+
+async def test_a_model_that_keeps_making_invalid_calls_ends_with_invalid_tool_call(make_chat, llm) -> None:
+    request = playbook(llm, then=Turn(tool_calls=[("echo", "not json")]))
+    base = make_chat()
+    response, events = await chat(base, {"user_request": request})
+    _, done = assert_framed(events)
+    assert not of(events, ToolCall) and not of(events, ToolResult)
+    (error,) = of(events, Error)
+    assert error.code == "invalid_tool_call"
+    assert "3 times" in error.message and "tool 'echo'" in error.message and "not valid JSON" in error.message
+    assert done.answer == "" and done.usage.prompt_tokens == 33
+
+    sent = requests_for(llm, request)
+    assert len(sent) == 1 + MAX_INVALID_TOOL_CALL_RETRIES
+    assert [m["role"] for m in sent[-1]] == ["system", "user", "assistant", "tool", "assistant", "tool"]
+
+    again = playbook(llm, Turn(text="Back to normal."))  # the thread stays usable
+    _, events = await chat(base, {"user_request": again, "thread_id": response.headers["x-thread-id"]})
+    assert assert_framed(events)[1].answer == "Back to normal."
+    assert [m["role"] for m in requests_for(llm, again)[0]] == ["system", "user", "user"]
+
+
+async def test_parallel_tool_calls(make_chat, llm) -> None:
+    request = playbook(
+        llm, Turn(tool_calls=[("add", {"a": 2, "b": 3}), ("echo", {"text": "both"})]), Turn(text="Done.")
+    )
+    _, events = await chat(make_chat(), {"user_request": request})
+    assert_framed(events)
+    calls, results = of(events, ToolCall), of(events, ToolResult)
+    assert [c.name for c in calls] == ["add", "echo"]
+    assert {r.id: (r.status, r.content) for r in results} == {
+        calls[0].id: ("ok", "5"),
+        calls[1].id: ("ok", "echo: both"),
+    }
+
+
+async def test_run_time_limit_gives_error_then_done(make_chat, llm) -> None:
+    request = playbook(llm, Turn(text="Too late.", delay_s=5))
+    _, events = await chat(make_chat(run_timeout_s=1.0), {"user_request": request})
+    _, done = assert_framed(events)
+    (error,) = of(events, Error)
+    assert error.code == "timeout" and done.answer == ""  # cut off: the model's late answer never came
+    assert not of(events, Token)
+
+
+async def test_tool_round_limit(make_chat, llm) -> None:
+    request = playbook(llm, then=Turn(text="Once more.", tool_calls=[("echo", {"text": "again"})]))
+    _, events = await chat(make_chat(max_tool_rounds=2), {"user_request": request})
+    assert_framed(events)
+    assert len(of(events, ToolCall)) == len(of(events, ToolResult)) == 2  # the refused round never starts
+    (error,) = of(events, Error)
+    assert error.code == "tool_rounds_exceeded" and "2 tool rounds" in error.message
+
+
+async def test_llm_unavailable(make_chat) -> None:
+    base = make_chat(llm_url=f"http://127.0.0.1:{free_port()}/v1")
+    _, events = await chat(base, {"user_request": "hello"})
+    _, done = assert_framed(events)
+    (error,) = of(events, Error)
+    assert error.code == "llm_unavailable" and done.answer == ""
+    async with httpx.AsyncClient() as client:
+        health = await client.get(f"{base}/health")
+    assert health.status_code == 503 and health.json()["ready"] is False and health.json()["llm"] is False
+
+
+async def test_health_reports_tools_and_model(make_chat) -> None:
+    async with httpx.AsyncClient() as client:
+        health = await client.get(f"{make_chat()}/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["ready"] is True and body["llm"] is True and body["agent"] == "tester"
+    assert set(body["tools"]) == {"echo", "add", "fail", "slow"}
+    assert body["model"] == "playbook-test-model" and body["sources"]["test"]["ok"] is True
+
+
+async def test_thread_memory_and_repair_after_cut_off_run(make_chat, llm) -> None:
+    base = make_chat(run_timeout_s=1.0)
+    cut = playbook(llm, Turn(tool_calls=[("slow", {"seconds": 3})]), Turn(text="never reached"))
+    response, events = await chat(base, {"user_request": cut})
+    assert of(events, Error)[0].code == "timeout" and len(of(events, ToolCall)) == 1
+    thread_id = response.headers["x-thread-id"]
+
+    again = playbook(llm, Turn(text="Still here."))
+    response, events = await chat(base, {"user_request": again, "thread_id": thread_id})
+    _, done = assert_framed(events)
+    assert response.headers["x-thread-id"] == thread_id and done.answer == "Still here."
+    messages = [r for r in llm[0].requests if r["messages"][-1].get("content") == again][-1]["messages"]
+    roles = [m["role"] for m in messages]
+    assert roles == ["system", "user", "assistant", "tool", "user"]  # the open call got a result
+    assert messages[1]["content"] == cut and "stopped" in messages[3]["content"]
+
+
+async def test_client_disconnect_stops_the_run(make_chat, llm) -> None:
+    request = playbook(llm, Turn(tool_calls=[("slow", {"seconds": 1})]), Turn(text="Nobody listens."))
+    again = playbook(llm, Turn(text="Back again."))
+    base = make_chat()
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream("POST", f"{base}/chat", json={"user_request": request}) as response:
+            thread_id = response.headers["x-thread-id"]
+            async for event in aiter_sse_events(response.aiter_lines()):
+                if isinstance(event, ToolCall):
+                    break  # hang up while the tool runs
+        # The run holds its thread until it has stopped: a run that went on would first finish the tool
+        # and ask the model again, and only then let the next message in.
+        async with asyncio.timeout(30):
+            while True:
+                body = {"user_request": again, "thread_id": thread_id}
+                followup = await client.post(f"{base}/chat", json=body)
+                if followup.status_code != 409:
+                    break
+                await asyncio.sleep(0.1)
+    assert followup.status_code == 200 and "Back again." in followup.text
+    assert len(requests_for(llm, request)) == 1  # the run was cancelled: the model was not asked again
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[1, 2]", 422, "invalid_request"),
+        (b"{}", 422, "invalid_request"),
+        (b'{"user_request": ""}', 422, "invalid_request"),
+        (b'{"user_request": "   "}', 422, "invalid_request"),
+        (b'{"user_request": 42}', 422, "invalid_request"),
+        (b'{"user_request": "hi", "thread_id": "../etc"}', 422, "invalid_request"),
+        (b'{"user_request": "hi", "thread_id": 7}', 422, "invalid_request"),
+        (('{"user_request": "' + "x" * (MAX_USER_REQUEST_CHARS + 1) + '"}').encode(), 422, "invalid_request"),
+        (b'{"user_request": "' + b"x" * 300_000 + b'"}', 413, "request_too_large"),
+    ],
+)
+async def test_bad_requests_get_json_errors(make_chat, body: bytes, status: int, code: str) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{make_chat()}/chat", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]

@@ -1,0 +1,155 @@
+"""A real Ray Serve stack on loopback for integration tests, deployed like ``serve run`` deploys.
+
+One Ray cluster per test session (``ray.init`` costs 20-35 s on a 2-core machine). Serve replaces the
+whole set of applications on every deploy, so :class:`ServeStack` keeps the union of everything the
+tests asked for and redeploys that; apps whose config did not change keep running untouched.
+"""
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ray
+from ray import serve
+from ray.serve._private import api as serve_private_api
+from ray.serve._private.constants import SERVE_NAMESPACE
+from ray.serve.schema import ApplicationStatus, ServeDeploySchema
+
+from platform_core.serve_config import for_local_run, load_config
+from protocols.events import ChatEvent, parse_sse_lines
+from tests.support.paths import REPO_ROOT
+
+logger = logging.getLogger(__name__)
+
+ROOT = REPO_ROOT
+TEST_PORT = int(os.environ.get("TEST_SERVE_PORT", "18000"))
+BASE_URL = f"http://127.0.0.1:{TEST_PORT}"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_reachable() -> bool:
+    """Whether the machine's PostgreSQL answers (tests on it skip with a reason where it does not)."""
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+class DeployFailed(RuntimeError):
+    pass
+
+
+class ServeStack:
+    """The test session's Serve instance on ``127.0.0.1:TEST_PORT``."""
+
+    def __init__(self, port: int = TEST_PORT) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.apps: dict[str, dict[str, Any]] = {}
+        self._client = None
+
+    def start(self) -> None:
+        # Logical CPUs: the configs use fractional CPUs sized for a 2-core box; 8 leaves room for the
+        # test-only apps and for replicas that autoscaling adds.
+        ray.init(
+            num_cpus=8,
+            namespace=SERVE_NAMESPACE,
+            include_dashboard=False,
+            object_store_memory=256 * 1024**2,
+            log_to_driver=False,
+        )
+        self._client = serve_private_api.serve_start(
+            http_options={"host": "127.0.0.1", "port": self.port},
+        )
+
+    def stop(self) -> None:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+    def local_config(self, path: str | Path, *, offline: bool = True) -> dict[str, Any]:
+        """A checked-in config file made ready for this stack (the same transform ``make run`` uses)."""
+        return for_local_run(
+            load_config(ROOT / path),
+            port=self.port,
+            offline=offline,
+            env={"PYTHONPATH": str(ROOT)},  # lets Ray workers import test-only apps under tests/
+        )
+
+    def deploy(self, config: dict[str, Any], *, timeout_s: float = 420) -> None:
+        """Deploy (or update) the config's applications next to the ones already running."""
+        for app in config["applications"]:
+            self.apps[app["name"]] = app
+        self._apply(timeout_s, waiting_for=[app["name"] for app in config["applications"]])
+
+    def remove(self, *names: str, timeout_s: float = 120) -> None:
+        """Delete applications and wait until Serve no longer lists them."""
+        for name in names:
+            self.apps.pop(name, None)
+        self._apply(timeout_s, waiting_for=[])
+        deadline = time.monotonic() + timeout_s
+        while remaining := set(names) & set(serve.status().applications):
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"apps still present after {timeout_s:.0f}s: {sorted(remaining)}")
+            time.sleep(0.5)
+
+    def _apply(self, timeout_s: float, waiting_for: list[str]) -> None:
+        schema = ServeDeploySchema.model_validate(
+            {
+                "proxy_location": "HeadOnly",
+                "http_options": {"host": "127.0.0.1", "port": self.port},
+                "applications": list(self.apps.values()),
+            }
+        )
+        self._client.deploy_apps(schema, _blocking=False)
+        self.wait_running(waiting_for, timeout_s=timeout_s)
+
+    def wait_running(self, names: list[str], *, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(names)
+        while pending:
+            statuses = serve.status().applications
+            for name in list(pending):
+                app = statuses.get(name)
+                if app is None:
+                    continue
+                if app.status == ApplicationStatus.RUNNING:
+                    pending.discard(name)
+                elif app.status == ApplicationStatus.DEPLOY_FAILED:
+                    raise DeployFailed(f"app {name!r} failed to deploy: {app.message}")
+            if pending and time.monotonic() > deadline:
+                detail = {n: (statuses[n].status, statuses[n].message) for n in pending if n in statuses}
+                raise DeployFailed(f"apps not RUNNING after {timeout_s:.0f}s: {sorted(pending)} {detail}")
+            if pending:
+                time.sleep(1)
+
+    def wait_ready(self, route: str, *, timeout_s: float = 180) -> dict[str, Any]:
+        """Poll ``{route}/health`` until it answers ``{"ready": true}``; returns that body."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"{self.base_url}{route}/health", timeout=10)
+                last = (response.status_code, response.text[:300])
+                if response.status_code == 200 and response.json().get("ready"):
+                    return response.json()
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(1)
+        raise TimeoutError(f"{route}/health not ready after {timeout_s:.0f}s; last answer: {last}")
+
+
+def chat(
+    stack: ServeStack, route: str, body: dict[str, Any], timeout: float = 180
+) -> tuple[httpx.Response, list[ChatEvent]]:
+    """One ``POST {route}/chat`` through the stack's proxy: the response and its parsed events."""
+    with httpx.stream("POST", f"{stack.base_url}{route}/chat", json=body, timeout=timeout) as response:
+        lines = list(response.iter_lines())
+    events = parse_sse_lines(lines) if response.status_code == 200 else []
+    return response, events

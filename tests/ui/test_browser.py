@@ -1,0 +1,208 @@
+"""The web UI in a real browser (Chromium, headless, via Playwright) against the offline multi-agent stack.
+
+Needs a Chromium binary: ``CHROMIUM`` (default /usr/bin/chromium, Debian's ``apt-get install -y chromium``).
+Saves a screenshot of the travel conversation to ``test-artifacts/ui-travel.png``.
+"""
+
+import importlib.util
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.stack import ROOT, ServeStack
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
+
+# Skip marks, not a module-level importorskip: they skip (fail, under CI=true) only when the tests are
+# selected, never a `-m "not integration"` run that merely collects this module.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)",
+    ),
+    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright (dev dependency) not installed: make install"),
+]
+if HAVE_PLAYWRIGHT:
+    import playwright.sync_api as playwright_api
+    from playwright.sync_api import expect
+
+logger = logging.getLogger(__name__)
+
+ARTIFACTS = ROOT / "test-artifacts"
+TRIP = "Plan a 3-day trip to Lisbon next week."
+AGENTS = {"Weather": "/weather-agent", "Research": "/research-agent", "Travel": "/travel-agent"}
+ANSWER_TIMEOUT_MS = 300_000
+WEATHER_STEP = "Delegated to weather agent (a2a_weather) · ok"
+RESEARCH_STEP = "Delegated to research agent (a2a_research) · ok"
+
+# Records the chat's text length at every DOM change, to see the answer grow token by token.
+WATCH_CHAT = """() => {
+  window.__chatLengths = [];
+  const chat = document.querySelector('#chat');
+  new MutationObserver(() => window.__chatLengths.push(chat.innerText.length))
+    .observe(chat, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+# Scrolls the chat to its top; returns the scroll offset left over (Gradio's autoscroll may still move it
+# while the last update settles, so callers repeat it until it returns 0).
+SCROLL_CHAT_TO_TOP = """() => {
+  let left = 0;
+  for (const el of document.querySelectorAll('#chat, #chat *')) {
+    const style = getComputedStyle(el).overflowY;
+    if (el.scrollHeight > el.clientHeight + 2 && (style === 'auto' || style === 'scroll')) {
+      el.scrollTo({top: 0, behavior: 'instant'});
+      left += el.scrollTop;
+    }
+  }
+  return left === 0;
+}"""
+
+
+@pytest.fixture(scope="module")
+def ui_stack(offline_multi: ServeStack) -> ServeStack:
+    """The offline multi-agent stack with the UI at /ui (deployed here unless the config has it)."""
+    if not any(app.get("route_prefix") == "/ui" for app in offline_multi.apps.values()):
+        env = offline_multi.apps["travel_agent"].get("runtime_env", {})  # SERVE_BASE_URL, OFFLINE, PYTHONPATH
+        app = {
+            "name": "ui",
+            "route_prefix": "/ui",
+            "import_path": "ui.app:build_app",
+            "args": {"agents": AGENTS},
+            "runtime_env": env,
+        }
+        offline_multi.deploy({"applications": [app]})
+    offline_multi.wait_ready("/ui")
+    return offline_multi
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["playwright_api.Browser"]:
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield browser
+        browser.close()
+
+
+def thread_id_box(page: "playwright_api.Page") -> "playwright_api.Locator":
+    return page.locator("#thread-id textarea, #thread-id input").first
+
+
+def test_travel_conversation_streams_steps_and_survives_a_reload(ui_stack: ServeStack, browser) -> None:
+    base = ui_stack.base_url
+    context = browser.new_context(viewport={"width": 1280, "height": 1200})
+    page = context.new_page()
+    broken: list[str] = []
+    page.on("response", lambda r: broken.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on(
+        "requestfailed", lambda r: broken.append(f"failed {r.url}") if "/queue/data" not in r.url else None
+    )
+
+    page.goto(f"{base}/ui/")
+    message = page.locator("#message textarea")
+    message.wait_for(timeout=60_000)
+    # Gradio's scripts and styles came through the /ui route prefix of the Serve proxy.
+    assert not [b for b in broken if "/ui/" in b], broken
+    expect(page.locator("#agent-picker")).to_be_visible()
+
+    page.locator("#agent-picker input").click()
+    page.get_by_role("option", name="Travel").click()
+    expect(page.locator("#status")).to_contain_text("New chat with the Travel agent")
+
+    page.evaluate(WATCH_CHAT)
+    message.fill(TRIP)
+    page.locator("#send").click()
+    chat, status = page.locator("#chat"), page.locator("#status")
+    expect(chat).to_contain_text(TRIP)
+    expect(status).to_contain_text("completion tokens", timeout=ANSWER_TIMEOUT_MS)
+    expect(chat).to_contain_text(WEATHER_STEP)
+    expect(chat).to_contain_text(RESEARCH_STEP)
+    expect(chat).to_contain_text(re.compile(r"Tokens: [1-9]\d* prompt \+ [1-9]\d* completion"))
+    text = chat.inner_text()
+    assert "Lisbon" in text.split(RESEARCH_STEP, 1)[1]  # the itinerary below the steps
+    assert "⚠" not in text, text  # no error notes
+
+    lengths = page.evaluate("window.__chatLengths")
+    assert len(set(lengths)) >= 20, f"the answer did not stream ({len(set(lengths))} distinct updates)"
+    thread_id = thread_id_box(page).input_value()
+    assert re.fullmatch(r"[A-Za-z0-9._:-]+", thread_id), thread_id
+    assert thread_id in status.inner_text()
+
+    page.get_by_text(WEATHER_STEP).first.click()  # expand the step
+    expect(chat).to_contain_text("Arguments")
+    expect(chat).to_contain_text("Result (ok)")
+    # The screenshot shows the question, the steps and the start of the answer.
+    page.wait_for_function(SCROLL_CHAT_TO_TOP, polling=300, timeout=10_000)
+    page.wait_for_timeout(300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-travel.png"), full_page=True)
+
+    # A reload shows the same conversation: from the agent's thread API when it has one, else from the
+    # copy in the browser's localStorage.
+    history = httpx.get(f"{base}/travel-agent/threads/{thread_id}", timeout=30)
+    source = "from the Travel agent" if history.status_code == 200 else "from this browser's copy"
+    logger.info("thread API answered %s: restoring %s", history.status_code, source)
+    page.reload()
+    expect(status).to_contain_text(f"Restored thread {thread_id} {source}", timeout=60_000)
+    expect(chat).to_contain_text(TRIP)
+    expect(chat).to_contain_text(WEATHER_STEP)
+    expect(chat).to_contain_text(RESEARCH_STEP)
+    assert thread_id_box(page).input_value() == thread_id
+    expect(page.locator("#agent-picker input")).to_have_value("Travel")
+    page.screenshot(path=str(ARTIFACTS / "ui-travel-reloaded.png"), full_page=True)
+
+    # "New chat" forgets the thread; "Continue thread" goes back to it by id.
+    page.locator("#new-chat").click()
+    expect(thread_id_box(page)).to_have_value("")
+    expect(chat).not_to_contain_text(TRIP)
+    page.get_by_text("Continue a thread").click()
+    page.locator("#continue-id input, #continue-id textarea").first.fill(thread_id)
+    page.locator("#continue").click()
+    expect(thread_id_box(page)).to_have_value(thread_id)
+    if history.status_code != 200:  # no thread API: the reload above already used the browser's copy
+        expect(status).to_contain_text("its history is unavailable")
+        context.close()
+        return
+    expect(status).to_contain_text(f"Restored thread {thread_id} from the Travel agent")
+    expect(chat).to_contain_text(TRIP)
+
+    # Once the agent no longer has the thread, a reload falls back to the browser's copy.
+    assert httpx.delete(f"{base}/travel-agent/threads/{thread_id}", timeout=30).status_code == 204
+    page.reload()
+    expect(status).to_contain_text(f"Restored thread {thread_id} from this browser's copy", timeout=60_000)
+    expect(status).to_contain_text("HTTP 404")
+    expect(chat).to_contain_text(TRIP)
+    expect(chat).to_contain_text(WEATHER_STEP)
+    expect(chat).to_contain_text(RESEARCH_STEP)
+    context.close()
+
+
+def test_rejected_request_is_a_clear_error(ui_stack: ServeStack, browser) -> None:
+    """An agent's 4xx answer shows up in the chat and the status line, not as a broken page."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{ui_stack.base_url}/ui/")
+    page.locator("#message textarea").wait_for(timeout=60_000)
+    page.locator("#agent-picker input").click()
+    page.get_by_role("option", name="Weather").click()
+    pixel = "http://127.0.0.1:9/pixel.png"  # shown markup must not make the browser fetch (ui/transcript.py)
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "pixel.png" in r.url else None)
+    markup = f"![x]({pixel}) <img src='{pixel}?tag'> "
+    page.locator("#message textarea").fill(markup + "x" * 20_000)  # over the agent's request limit: a 422
+    page.locator("#send").click()
+    expect(page.locator("#chat")).to_contain_text("http_422", timeout=60_000)
+    expect(page.locator("#status")).to_contain_text("failed")
+    expect(page.locator("#chat")).to_contain_text("image: x")  # the image became a link
+    expect(page.locator("#chat img")).to_have_count(0)
+    assert fetched == [], fetched
+    context.close()
