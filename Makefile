@@ -9,7 +9,7 @@ RUN_DIR := .run
 PORT ?= 8000
 OFFLINE ?=
 PYTEST_ARGS ?=
-# The browser test (tests/test_ui_browser.py) drives Debian's chromium.
+# The browser test (tests/ui/test_browser.py) drives Debian's chromium.
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 
@@ -69,9 +69,10 @@ test: install ## Run every test (unit and real-stack integration); PYTEST_ARGS=.
 test-unit: install ## Run the tests that need no Ray cluster
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-lint: install ## ruff lint and format check
+lint: install ## ruff (lint, docstrings, complexity), format check and mypy (strict core): zero findings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
