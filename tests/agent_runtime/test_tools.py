@@ -18,7 +18,8 @@ from agent_runtime.spec import AgentSpec
 from agent_runtime.tools.mcp import MCPServers
 from agent_runtime.tools.sources import CombinedTools, StaticTools, ToolSource
 from platform_core.errors import ConfigurationError
-from protocols.events import ToolResult, aiter_sse_events
+from protocols.chat_client import ChatClient
+from protocols.events import ToolResult
 from tests.support.runtime import Playbook, Turn, create_playbook_llm, create_test_mcp_server
 from tests.support.servers import ServerThread, free_port, serve_mcp
 
@@ -102,9 +103,8 @@ async def test_tool_added_to_a_running_server_reaches_the_agent() -> None:
         fake.playbooks[request] = Playbook([Turn(tool_calls=[("shout", {"text": "hey"})]), Turn(text="HEY")])
 
         async def shout_offered_and_answered() -> list[ToolResult]:
-            async with httpx.AsyncClient(timeout=30) as client:
-                async with client.stream("POST", f"{app.url}/chat", json={"user_request": request}) as r:
-                    events = [e async for e in aiter_sse_events(r.aiter_lines())]
+            async with ChatClient(app.url) as agent:
+                events = (await agent.send(request)).events
             return [e for e in events if isinstance(e, ToolResult) and e.status == "ok"]
 
         (result,) = await eventually(shout_offered_and_answered)
@@ -237,12 +237,11 @@ async def test_a_minimal_source_serves_an_agent() -> None:
     try:
         request = f"upper {uuid.uuid4().hex[:6]}"
         fake.playbooks[request] = Playbook([Turn(tool_calls=[("upper", {"text": "hey"})]), Turn(text="HEY")])
-        async with httpx.AsyncClient(timeout=30) as client:
-            health = await client.get(f"{app.url}/health")
-            async with client.stream("POST", f"{app.url}/chat", json={"user_request": request}) as r:
-                events = [e async for e in aiter_sse_events(r.aiter_lines())]
-        assert health.status_code == 200
-        assert health.json()["tools"] == ["upper"] and health.json()["sources"] == {}
+        async with ChatClient(app.url) as agent:
+            health = await agent.health()
+            events = (await agent.send(request)).events
+        assert health["ready"] is True
+        assert health["tools"] == ["upper"] and health["sources"] == {}
         results = [e for e in events if isinstance(e, ToolResult)]
         assert [(r.name, r.status, r.content) for r in results] == [("upper", "ok", "HEY")]
     finally:

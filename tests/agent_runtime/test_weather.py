@@ -7,45 +7,29 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_runtime.chat.app import ChatAgentArgs, create_chat_app
+from agent_runtime.chat.app import create_chat_app
 from agent_runtime.runner import AgentRunner
 from agents.weather import SPEC
-from llm.scripted.server import create_app as create_scripted_llm
-from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app
-from mcp_servers.weather import WeatherServerArgs, create_weather_server
-from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult, aiter_sse_events
-from sample_upstream.app import create_app as create_sample_upstream
+from protocols.chat_client import ChatClient
+from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import ServerThread
+from tests.support.weather import offline_weather_servers
 
 SAMPLE_DATA = REPO_ROOT / "sample_upstream" / "data" / "weather"
 
 
 @pytest.fixture(scope="module")
 def weather_agent_url() -> Iterator[str]:
-    sample = ServerThread(create_sample_upstream()).start()
-    weather_args = WeatherServerArgs(
-        nws_base_url=f"{sample.url}/nws",
-        open_meteo_forecast_url=f"{sample.url}/open-meteo",
-        open_meteo_geocoding_url=f"{sample.url}/geocoding",
-        open_meteo_air_quality_url=f"{sample.url}/air-quality",
-    )
-    mcp = ServerThread(
-        create_mcp_asgi_app(lambda: create_weather_server(weather_args), MCPScalingArgs())
-    ).start()
-    llm = ServerThread(create_scripted_llm()).start()
-    args = ChatAgentArgs(llm_base_url=f"{llm.url}/v1", mcp_urls={"weather": f"{mcp.url}/mcp"})
-    agent = ServerThread(create_chat_app(AgentRunner.from_args(SPEC, args))).start()
-    yield agent.url
-    for server in (agent, llm, mcp, sample):
-        server.stop()
+    with offline_weather_servers() as args:
+        agent = ServerThread(create_chat_app(AgentRunner.from_args(SPEC, args))).start()
+        yield agent.url
+        agent.stop()
 
 
 async def ask(base_url: str, body: dict[str, Any]) -> list[ChatEvent]:
-    async with httpx.AsyncClient(timeout=60) as client:
-        async with client.stream("POST", f"{base_url}/chat", json=body) as response:
-            assert response.status_code == 200
-            return [event async for event in aiter_sse_events(response.aiter_lines())]
+    async with ChatClient(base_url) as agent:
+        return (await agent.send(body["user_request"], body.get("thread_id"))).events
 
 
 def sample_forecast_periods() -> list[dict[str, Any]]:

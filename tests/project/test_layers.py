@@ -68,3 +68,14 @@ def test_tests_mirror_the_package_tree() -> None:
         if path.relative_to(ROOT / "tests").parts[0] not in allowed
     ]
     assert not stray, stray
+
+
+def test_support_modules_hold_no_tests() -> None:
+    """pytest collects only ``test_*.py``: a test function in tests/support/ would silently never run."""
+    hidden = [
+        f"{path.relative_to(ROOT)}:{node.name}"
+        for path in sorted((ROOT / "tests" / "support").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+    ]
+    assert not hidden, hidden

@@ -19,12 +19,9 @@ from agent_runtime.state.database import Database, thread_key
 from agent_runtime.state.leases import replica_id
 from agent_runtime.tools.mcp import MCPServers
 from agents.weather import SPEC as WEATHER
-from llm.scripted.server import create_app as create_scripted_llm
-from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app
-from mcp_servers.weather import WeatherServerArgs, create_weather_server
 from platform_core.settings import get_settings
-from protocols.events import ChatEvent, Done, Error, Metadata, ToolCall, aiter_sse_events
-from sample_upstream.app import create_app as create_sample_upstream
+from protocols.chat_client import ChatClient
+from protocols.events import ChatEvent, Done, Error, Metadata, ToolCall
 from tests.support.persistence import database_fixtures, put_checkpoint
 from tests.support.runtime import (
     Playbook,
@@ -34,6 +31,7 @@ from tests.support.runtime import (
     create_test_mcp_server,
 )
 from tests.support.servers import ServerThread, serve_mcp
+from tests.support.weather import offline_weather_servers
 
 postgres_url, database_url = database_fixtures()
 
@@ -41,20 +39,8 @@ postgres_url, database_url = database_fixtures()
 @pytest.fixture(scope="module")
 def weather_stack() -> Iterator[ChatAgentArgs]:
     """Scripted model + weather MCP server on the sample upstream; the agent args that point at them."""
-    sample = ServerThread(create_sample_upstream()).start()
-    weather_args = WeatherServerArgs(
-        nws_base_url=f"{sample.url}/nws",
-        open_meteo_forecast_url=f"{sample.url}/open-meteo",
-        open_meteo_geocoding_url=f"{sample.url}/geocoding",
-        open_meteo_air_quality_url=f"{sample.url}/air-quality",
-    )
-    mcp = ServerThread(
-        create_mcp_asgi_app(lambda: create_weather_server(weather_args), MCPScalingArgs())
-    ).start()
-    llm = ServerThread(create_scripted_llm()).start()
-    yield ChatAgentArgs(llm_base_url=f"{llm.url}/v1", mcp_urls={"weather": f"{mcp.url}/mcp"})
-    for server in (llm, mcp, sample):
-        server.stop()
+    with offline_weather_servers() as args:
+        yield args
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +82,8 @@ def playbook_replica(replicas, playbook_llm, database_url: str, **kwargs: Any) -
 
 
 async def ask(base_url: str, text: str, thread_id: str | None = None) -> list[ChatEvent]:
-    async with httpx.AsyncClient(timeout=60) as client:
-        body = {"user_request": text, "thread_id": thread_id}
-        async with client.stream("POST", f"{base_url}/chat", json=body) as response:
-            assert response.status_code == 200, await response.aread()
-            events = [event async for event in aiter_sse_events(response.aiter_lines())]
+    async with ChatClient(base_url) as agent:
+        events = (await agent.send(text, thread_id)).events
     assert isinstance(events[0], Metadata) and isinstance(events[-1], Done)
     assert not [e for e in events if isinstance(e, Error)], events
     return events

@@ -2,11 +2,13 @@
 processes' worth of connections, thread leases across replicas, and retention (function and command)."""
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from a2a.server.cluster import TaskVersion
@@ -16,7 +18,7 @@ from a2a.types import Task, TaskState, TaskStatus
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from agent_runtime.state.database import (
     Database,
@@ -198,6 +200,98 @@ async def test_a_crashed_replicas_lease_expires_and_its_holder_learns_it_lost(da
         assert await other.holder(f"{key}-slow") == "run-new"
         await new.release()
         await taken.release()
+
+
+class FailingRenewals:
+    """Makes the lease renewals (``UPDATE thread_runs``) of one engine fail while ``failing`` is set, as
+    'database is locked' or an unreachable database would; counts the attempts."""
+
+    def __init__(self, db: Database) -> None:
+        self.failing = False
+        self.attempts = 0
+        event.listen(db.engine.sync_engine, "before_cursor_execute", self._before)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.failing and statement.lstrip().upper().startswith("UPDATE THREAD_RUNS"):
+            self.attempts += 1
+            raise sqlite3.OperationalError("database is locked")
+
+    async def wait_for_attempts(self, count: int) -> None:
+        target = self.attempts + count
+        async with asyncio.timeout(30):
+            while self.attempts < target:
+                await asyncio.sleep(0.02)
+
+
+async def test_failed_renewals_never_lose_the_claim_by_themselves(database_url: str) -> None:
+    key = f"tester/{uuid.uuid4().hex}"
+    clock = ManualClock()
+    async with Database(database_url) as db:
+        renewals = FailingRenewals(db)
+        # A short ttl_s: the renewals keep failing for longer than it (20 attempts at most 0.1s apart
+        # after the first few) without the run losing its claim.
+        leases = ThreadLeases(db.engine, ttl_s=1, renew_s=0.1, clock=clock)
+        lease = await leases.acquire(key, "run-slow")
+        renewals.failing = True
+        await renewals.wait_for_attempts(3)
+        clock.advance(2)  # its claim expired while renewals failed, and nobody took the thread
+        await renewals.wait_for_attempts(20)  # still retrying, still running
+        assert not lease.lost.is_set()
+
+        renewals.failing = False  # the database answers again: the next renewal extends the claim
+        async with asyncio.timeout(30):
+            while await stored_expiry(db, key) != clock.now + 1:
+                await asyncio.sleep(0.02)
+        assert not lease.lost.is_set()
+        assert await leases.holder(key) == "run-slow"
+        await lease.release()
+        assert await leases.holder(key) is None
+
+
+async def test_a_claim_taken_over_while_renewals_failed_is_lost_once_the_database_says_so(
+    database_url: str,
+) -> None:
+    key = f"tester/{uuid.uuid4().hex}"
+    clock = ManualClock()
+    async with Database(database_url) as one, Database(database_url) as two:
+        renewals = FailingRenewals(one)
+        slow = ThreadLeases(one.engine, ttl_s=30, renew_s=0.1, clock=clock)
+        other = ThreadLeases(two.engine, ttl_s=30, renew_s=0.1, clock=clock)
+        lease = await slow.acquire(key, "run-slow")
+        renewals.failing = True
+        await renewals.wait_for_attempts(2)
+        clock.advance(31)
+        taken = await other.acquire(key, "run-other")  # expired: another run may take it over
+        await renewals.wait_for_attempts(2)
+        assert not lease.lost.is_set()  # failures alone say nothing
+
+        renewals.failing = False
+        await asyncio.wait_for(lease.lost.wait(), timeout=30)  # the renewal matched no row: lost
+        await lease.release()  # must not free the new holder's claim
+        assert await other.holder(key) == "run-other"
+        await taken.release()
+
+
+async def test_sqlite_lease_reads_and_writes_hold_no_lock_across_turns(tmp_path: Path) -> None:
+    """Lease statements commit on their own: a read needs no write lock, so it answers while another
+    process holds the file's write lock; a write waits for the lock (busy timeout), then succeeds."""
+    path = tmp_path / "agents.db"
+    key = f"tester/{uuid.uuid4().hex}"
+    async with Database(f"sqlite:///{path}") as db:
+        leases = ThreadLeases(db.engine)
+        lease = await leases.acquire(key, "run-1")
+        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # another process's write transaction, in progress
+            assert await asyncio.wait_for(leases.holder(key), timeout=20) == "run-1"
+            release = asyncio.create_task(lease.release())
+            await asyncio.sleep(0.2)
+            assert not release.done()  # the DELETE waits for the lock ...
+            writer.execute("COMMIT")
+            await asyncio.wait_for(release, timeout=20)  # ... and goes through once it is free
+        finally:
+            writer.close()
+        assert await leases.holder(key) is None
 
 
 async def test_lease_release_completes_even_when_the_caller_is_cancelled(database_url: str) -> None:
