@@ -3,7 +3,6 @@ model and a real MCP server, no Ray), and a small misbehaving agent for the fail
 produces on purpose (a cut stream, an unreadable frame, a proxy's 502, a 503 with Retry-After)."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -13,42 +12,26 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from agent_runtime.chat.app import create_chat_app
-from agent_runtime.llm_client import LLMClient
-from agent_runtime.runner import AgentRunner
-from agent_runtime.spec import AgentSpec
-from agent_runtime.tools.mcp import MCPServers
 from protocols.chat_client import ChatClient, ChatClientError, ChatRequestError, ChatResult, ChatStreamError
 from protocols.events import Done, Metadata, Token, ToolCall, ToolResult, encode_sse
 from protocols.threads import ThreadView
 from tests.support.runtime import (
-    Playbook,
     PlaybookLLM,
     Turn,
-    create_playbook_llm,
-    create_test_mcp_server,
+    playbook_agent,
+    register_playbook,
 )
-from tests.support.servers import ServerThread, closed_port_url, serve_mcp
+from tests.support.servers import ServerThread, closed_port_url
 
 
 @pytest.fixture(scope="module")
 def agent() -> Iterator[tuple[PlaybookLLM, str, str]]:
     """The platform's chat app: ``(playbook model, agent URL, model server URL)``."""
-    llm = create_playbook_llm()
-    with ServerThread(llm.app) as llm_server:
-        mcp = serve_mcp(create_test_mcp_server())
-        spec = AgentSpec(name="tester", system_prompt="You test.", tools=MCPServers({"t": f"{mcp.url}/mcp"}))
-        runner = AgentRunner(spec, llm=LLMClient(f"{llm_server.url}/v1", discovery_timeout_s=1.0))
-        with ServerThread(create_chat_app(runner, ping_s=0.5)) as chat_server:
-            yield llm, chat_server.url, llm_server.url
-        mcp.stop()
+    with playbook_agent() as agent:
+        yield agent
 
 
-def playbook(llm: PlaybookLLM, *turns: Turn) -> str:
-    """Register a playbook under a fresh user message; returns that message."""
-    key = f"request {uuid.uuid4().hex[:8]}"
-    llm.playbooks[key] = Playbook(list(turns))
-    return key
+playbook = register_playbook
 
 
 def create_odd_agent() -> tuple[FastAPI, list[dict[str, Any]]]:

@@ -10,7 +10,8 @@
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,3 +194,37 @@ def create_test_mcp_server(name: str = "test-tools") -> FastMCP:
         return "slept"
 
     return server
+
+
+@contextmanager
+def playbook_agent(*, ping_s: float = 0.5) -> Iterator[tuple[PlaybookLLM, str, str]]:
+    """The platform's own chat app over the playbook model and a real MCP server, without Ray.
+
+    Yields ``(playbook model, agent URL, model server URL)``; everything stops on exit.
+    """
+    # Imported here: the runtime imports are heavy and most users of this module need only the model.
+    from agent_runtime.chat.app import create_chat_app
+    from agent_runtime.llm_client import LLMClient
+    from agent_runtime.runner import AgentRunner
+    from agent_runtime.spec import AgentSpec
+    from agent_runtime.tools.mcp import MCPServers
+    from tests.support.servers import ServerThread, serve_mcp
+
+    llm = create_playbook_llm()
+    with ServerThread(llm.app) as llm_server:
+        mcp = serve_mcp(create_test_mcp_server())
+        try:
+            tools = MCPServers({"t": f"{mcp.url}/mcp"})
+            spec = AgentSpec(name="tester", system_prompt="You test.", tools=tools)
+            runner = AgentRunner(spec, llm=LLMClient(f"{llm_server.url}/v1", discovery_timeout_s=1.0))
+            with ServerThread(create_chat_app(runner, ping_s=ping_s)) as chat_server:
+                yield llm, chat_server.url, llm_server.url
+        finally:
+            mcp.stop()
+
+
+def register_playbook(llm: PlaybookLLM, *turns: Turn) -> str:
+    """Register a playbook under a fresh user message; returns that message."""
+    key = f"request {uuid.uuid4().hex[:8]}"
+    llm.playbooks[key] = Playbook(list(turns))
+    return key

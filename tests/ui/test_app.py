@@ -10,14 +10,13 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from agent_runtime.chat.app import create_chat_app
-from agent_runtime.llm_client import LLMClient
-from agent_runtime.runner import AgentRunner
-from agent_runtime.spec import AgentSpec
-from agent_runtime.tools.mcp import MCPServers
 from protocols.events import Done, Error, Metadata
-from tests.support.runtime import Playbook, Turn, create_playbook_llm, create_test_mcp_server
-from tests.support.servers import RoutePrefix, ServerThread, closed_port_url, serve_mcp
+from tests.support.runtime import (
+    Playbook,
+    Turn,
+    playbook_agent,
+)
+from tests.support.servers import RoutePrefix, ServerThread, closed_port_url
 from tests.support.ui import TRIP_ANSWER, ScriptedAgent, create_scripted_agent
 from ui.app import create_ui_app
 from ui.blocks import BrowserSession, ChatUI
@@ -45,14 +44,8 @@ async def client() -> Any:
 @pytest.fixture(scope="module")
 def real_agent() -> Iterator[tuple[Any, str]]:
     """The platform's own chat app over a playbook model and a real MCP server."""
-    llm = create_playbook_llm()
-    with ServerThread(llm.app) as llm_server:
-        mcp = serve_mcp(create_test_mcp_server())
-        spec = AgentSpec(name="tester", system_prompt="You test.", tools=MCPServers({"t": f"{mcp.url}/mcp"}))
-        runner = AgentRunner(spec, llm=LLMClient(f"{llm_server.url}/v1", discovery_timeout_s=1.0))
-        with ServerThread(create_chat_app(runner, ping_s=0.5)) as chat_server:
-            yield llm, chat_server.url
-        mcp.stop()
+    with playbook_agent() as (llm, url, _):
+        yield llm, url
 
 
 async def collect(client: AgentClient, url: str, text: str, thread_id: str | None = None) -> list:
