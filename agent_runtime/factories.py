@@ -24,7 +24,7 @@ from typing import Any
 
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse, ToolErrorMiddleware
-from langchain.agents.middleware.types import ToolCallRequest
+from langchain.agents.middleware.types import AgentState, InputAgentState, OutputAgentState, ToolCallRequest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
@@ -42,6 +42,9 @@ DEFAULT_MAX_TOOL_ROUNDS = 8
 # a real model usually fixes its call once it reads the error; one that does not is not worth more tokens.
 MAX_INVALID_TOOL_CALL_RETRIES = 2
 _MAX_ARGS_PREVIEW_CHARS = 300
+
+ToolAgent = CompiledStateGraph[AgentState[Any], None, InputAgentState, OutputAgentState[Any]]
+"""The compiled graph :func:`build_tool_agent` returns (``create_agent`` without structured output)."""
 
 
 class AgentRunError(PlatformError, RuntimeError):
@@ -90,6 +93,7 @@ class ToolRoundLimitMiddleware(AgentMiddleware):
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage:
+        """Call the model, then refuse a reply that asks for one tool round too many."""
         response = handler(request)
         self._check(request, response)
         return response
@@ -97,6 +101,7 @@ class ToolRoundLimitMiddleware(AgentMiddleware):
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse | AIMessage:
+        """Async :meth:`wrap_model_call`."""
         response = await handler(request)
         self._check(request, response)
         return response
@@ -247,6 +252,7 @@ class ToolCallValidationMiddleware(AgentMiddleware):
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse:
+        """Call the model until its tool calls are well-formed or the retries are spent."""
         attempts = _Attempts(request, self.max_retries)
         while (accepted := attempts.review(handler(attempts.request))) is None:
             pass
@@ -255,6 +261,7 @@ class ToolCallValidationMiddleware(AgentMiddleware):
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
+        """Async :meth:`wrap_model_call`."""
         attempts = _Attempts(request, self.max_retries)
         while (accepted := attempts.review(await handler(attempts.request))) is None:
             pass
@@ -281,7 +288,7 @@ def build_tool_agent(
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
     middleware: Sequence[AgentMiddleware] = (),
     name: str | None = None,
-) -> CompiledStateGraph:
+) -> ToolAgent:
     """A tool-calling agent with the platform's run policy (see the module docstring).
 
     ``middleware`` comes outside the platform's own (first in the list = outermost).

@@ -140,8 +140,11 @@ class LLMClient:
         return self._model_id
 
     async def model_id(self, *, wait_s: float | None = None) -> str:
-        """The configured model id, else the first chat model ``/v1/models`` lists (retried up to
-        ``wait_s``; a list without any chat model fails at once with :class:`NoChatModel`)."""
+        """The configured model id, else the first chat model ``/v1/models`` lists.
+
+        Discovery is retried up to ``wait_s``; a list without any chat model fails at once with
+        :class:`NoChatModel`.
+        """
         if self._model_id is not None:
             return self._model_id
         if self._lock is None:
@@ -178,8 +181,11 @@ class LLMClient:
         self._http, self._chat_model = None, None
 
     async def check(self, timeout_s: float = 3.0) -> bool:
-        """Whether the endpoint can serve right now (for ``/health``): ``/llm/health`` is ready (platform
-        route only) and ``GET /models`` lists a chat model (or the configured one is set)."""
+        """Whether the endpoint can serve right now (for ``/health``).
+
+        That is: ``/llm/health`` is ready (platform route only) and ``GET /models`` lists a chat model (or
+        the configured one is set).
+        """
         try:
             if self._health_url is not None:
                 await self._check_platform_health(timeout_s)

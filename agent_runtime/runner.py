@@ -18,15 +18,15 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from langchain.agents.middleware.types import InputAgentState
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph.state import CompiledStateGraph
 
-from agent_runtime.factories import build_tool_agent, recursion_limit
+from agent_runtime.factories import ToolAgent, build_tool_agent, recursion_limit
 from agent_runtime.llm_client import LLMClient
 from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
@@ -71,22 +71,24 @@ class AgentRunner(BaseAgentRunner):
         *,
         llm: LLMClient | None = None,
         tools: ToolSource | None = None,
-        checkpointer: BaseCheckpointSaver | None = None,
+        checkpointer: BaseCheckpointSaver[str] | None = None,
         run_timeout_s: float | None = None,
         max_tool_rounds: int | None = None,
     ) -> None:
         self.spec = spec
         self.llm = llm or LLMClient()
         self.tools = tools if tools is not None else spec.tools
-        self.checkpointer: BaseCheckpointSaver = checkpointer if checkpointer is not None else InMemorySaver()
+        self.checkpointer: BaseCheckpointSaver[str] = (
+            checkpointer if checkpointer is not None else InMemorySaver()
+        )
         self.run_timeout_s = run_timeout_s or spec.run_timeout_s
         self.max_tool_rounds = spec.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
-        self._agent: CompiledStateGraph | None = None
+        self._agent: ToolAgent | None = None
         self._agent_key: str | None = None
 
     @classmethod
     def from_args(
-        cls, spec: AgentSpec, args: AgentRuntimeArgs, *, checkpointer: BaseCheckpointSaver | None = None
+        cls, spec: AgentSpec, args: AgentRuntimeArgs, *, checkpointer: BaseCheckpointSaver[str] | None = None
     ) -> "AgentRunner":
         """The runner a deployment builds from its builder args."""
         return cls(
@@ -98,18 +100,21 @@ class AgentRunner(BaseAgentRunner):
             max_tool_rounds=args.max_tool_rounds,
         )
 
-    def use_checkpointer(self, checkpointer: BaseCheckpointSaver) -> None:
+    def use_checkpointer(self, checkpointer: BaseCheckpointSaver[str]) -> None:
         """Switch the agent's memory (a chat app opens its database after the runner exists)."""
         self.checkpointer = checkpointer
         self._agent = None
 
     async def use_database(self, database: Database) -> None:
+        """Keep the agent's memory in ``database`` (the graph is rebuilt on its checkpointer)."""
         self.use_checkpointer(await database.checkpointer())
 
     async def read_thread(self, thread_id: str) -> ThreadView | None:
+        """The conversation's latest checkpoint as chat messages (needs neither the model nor tools)."""
         return await read_thread(self.checkpointer, self.thread_key(thread_id), thread_id)
 
     async def delete_thread(self, thread_id: str) -> bool:
+        """Drop every checkpoint of the conversation; ``False`` when it has none."""
         key = self.thread_key(thread_id)
         latest: RunnableConfig = {"configurable": {"thread_id": key, "checkpoint_ns": ""}}
         if await self.checkpointer.aget_tuple(latest) is None:
@@ -202,7 +207,8 @@ class AgentRunner(BaseAgentRunner):
                 "configurable": {"thread_id": self.thread_key(thread_id)},
                 "recursion_limit": recursion_limit(self.max_tool_rounds),
             }
-            inputs = {"messages": [*await self._repair_thread(agent, config), HumanMessage(user_request)]}
+            repairs = await self._repair_thread(agent, config)
+            inputs: InputAgentState = {"messages": [*repairs, HumanMessage(user_request)]}
             async for mode, chunk in agent.astream(inputs, config, stream_mode=["messages", "updates"]):
                 for event in translator.translate(mode, chunk):
                     queue.put_nowait(event)
@@ -216,7 +222,7 @@ class AgentRunner(BaseAgentRunner):
         finally:
             queue.put_nowait(_END)
 
-    async def _repair_thread(self, agent: CompiledStateGraph, config: RunnableConfig) -> list[ToolMessage]:
+    async def _repair_thread(self, agent: ToolAgent, config: RunnableConfig) -> list[ToolMessage]:
         """Results for tool calls an earlier, cut-off run left open (chat APIs reject such a history)."""
         state = await agent.aget_state(config)
         open_calls = dangling_tool_calls((state.values or {}).get("messages", []))
@@ -230,7 +236,7 @@ class AgentRunner(BaseAgentRunner):
             for call in open_calls
         ]
 
-    async def _compiled_agent(self) -> CompiledStateGraph:
+    async def _compiled_agent(self) -> ToolAgent:
         """The compiled graph, rebuilt only when the tool set (or the model) changed."""
         tools = await self.tools.get_tools()
         model = await self.llm.chat_model()

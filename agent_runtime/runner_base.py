@@ -51,6 +51,7 @@ class BaseAgentRunner(abc.ABC):
 
     @property
     def name(self) -> str:
+        """The agent's name (from its spec): logs, ``/health`` and thread keys use it."""
         return self.spec.name
 
     def thread_key(self, thread_id: str) -> str:
@@ -83,8 +84,9 @@ class BaseAgentRunner(abc.ABC):
     async def delete_thread(self, thread_id: str) -> bool:
         """Forget the conversation ``thread_id``; ``False`` when there was none."""
 
-    async def prepare(self) -> None:  # noqa: B027 (a default, not a forgotten abstract method)
+    async def prepare(self) -> None:
         """Build what the first run needs, once :meth:`health` is ready (nothing by default)."""
+        return  # a default that does nothing, not a forgotten abstract method
 
     async def warm_up(self) -> None:
         """Retry (with backoff) until ready, so the first request finds its dependencies resolved."""

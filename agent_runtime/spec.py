@@ -1,5 +1,7 @@
-"""What defines an agent (:class:`AgentSpec`, in code) and what a deployment may change
-(:class:`AgentRuntimeArgs`, in a Serve config's ``args``).
+"""What defines an agent and what a deployment may change.
+
+:class:`AgentSpec` is the agent in code; :class:`AgentRuntimeArgs` is what a Serve config's ``args`` may
+change.
 
 An agent file holds only a spec: its prompt and where its tools come from. Everything that differs
 between a laptop, CI and production (LLM endpoint, tool server URLs, limits) is an arg with a default

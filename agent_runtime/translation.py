@@ -67,6 +67,7 @@ class EventTranslator:
     _current_id: str | None = None
 
     def translate(self, mode: str, chunk: Any) -> list[ChatEvent]:
+        """The events of one ``(mode, chunk)`` pair of the stream (often none)."""
         if mode == "messages":
             message, meta = chunk
             if meta.get("langgraph_node") == "model" and isinstance(message, AIMessageChunk):
@@ -82,6 +83,7 @@ class EventTranslator:
         return events
 
     def final_answer(self) -> str:
+        """``done.answer``: the accepted reply's text, else what the model streamed before the run ended."""
         return self.answer if self.answer is not None else self.partial
 
     def failed(self, exc: BaseException) -> Error:

@@ -1,2 +1,18 @@
-"""The ``/llm`` Serve app: one OpenAI-compatible API (``/v1/models``, ``/v1/chat/completions``) in front
-of a vLLM, upstream-proxy or scripted offline backend. The builder is ``llm.app:build_app``."""
+"""The ``/llm`` Serve app: one OpenAI-compatible API in front of a vLLM, upstream-proxy or scripted model.
+
+The API is ``/v1/models``, ``/v1/chat/completions`` and ``/health``. This face holds the app's
+configuration only; the builder is ``llm.app:build_app`` (import it from there: it loads Ray Serve).
+
+- :mod:`llm.app`: the builder and the backend choice (``auto``: vllm, upstream or scripted);
+- :mod:`llm.config`: :class:`LLMAppArgs`, the builder args of every backend;
+- :mod:`llm.errors`: errors in the OpenAI shape (:class:`~llm.errors.OpenAIError`);
+- :mod:`llm.upstream`, :mod:`llm.vllm_backend`, :mod:`llm.vllm_ingress`, :mod:`llm.scripted`: the backends.
+"""
+
+from llm.config import BACKENDS, Backend, LLMAppArgs
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "LLMAppArgs",
+]

@@ -31,6 +31,7 @@ def cluster_gpus() -> float:
 
 
 def upstream_base_url(args: LLMAppArgs, settings: PlatformSettings) -> str | None:
+    """The upstream's base URL: the builder arg, else ``LLM_UPSTREAM_BASE_URL``; None when neither is set."""
     return args.upstream_base_url or settings.llm_upstream_base_url or None
 
 

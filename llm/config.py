@@ -2,14 +2,19 @@
 
 One args model covers every backend so a config switches backends by changing ``backend`` alone; fields
 of the other backends are ignored. Unknown fields are rejected, so a typo fails the deploy loudly.
+
+The sizing fields are those of :class:`~platform_core.deployment.ServeDeploymentArgs`, except that
+``max_replicas`` may be unset (each backend has its own default). So :class:`LLMAppArgs` is not one:
+:meth:`LLMAppArgs.sizing` gives the ``ServeDeploymentArgs`` of a backend.
 """
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from platform_core.deployment import (
     MaxOngoingRequests,
+    MinReplicas,
     NumCpus,
     ServeDeploymentArgs,
     TargetOngoingRequests,
@@ -23,10 +28,25 @@ SCRIPTED_MODEL_ID = "scripted-offline-model"
 VLLM_DEFAULT_MAX_REPLICAS = 4
 
 
-class LLMAppArgs(ServeDeploymentArgs):
+class LLMAppArgs(BaseModel):
     """Everything the ``/llm`` app can be told; ``None`` fields fall back to platform settings."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    # --- replicas (the sizing fields of ServeDeploymentArgs, in its order) ------------------------------
+    # num_cpus and max_ongoing_requests size the CPU backends' replicas (upstream, scripted); vllm
+    # replicas are sized by Ray Serve LLM. The replica bounds and target apply to every backend.
+    num_cpus: NumCpus = 0.1
+    min_replicas: MinReplicas = 1
+    max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Upper bound of replicas; above min_replicas enables autoscaling. Unset means the "
+        f"backend's default: max(min_replicas, {VLLM_DEFAULT_MAX_REPLICAS}) for vllm; for the CPU backends "
+        "max(min_replicas, 1), a fixed replica count unless min_replicas is 0.",
+    )
+    target_ongoing_requests: TargetOngoingRequests = 32
+    max_ongoing_requests: MaxOngoingRequests = 100
 
     backend: Backend = Field(
         default="auto",
@@ -79,22 +99,8 @@ class LLMAppArgs(ServeDeploymentArgs):
         default=0, ge=0, description="Pause between streamed chunks, to make streaming visible in a UI."
     )
 
-    # --- replicas (the shared sizing fields of ServeDeploymentArgs) -----------------------------------
-    # num_cpus and max_ongoing_requests size the CPU backends' replicas (upstream, scripted); vllm
-    # replicas are sized by Ray Serve LLM. The replica bounds and target apply to every backend.
-    num_cpus: NumCpus = 0.1
-    max_ongoing_requests: MaxOngoingRequests = 100
-    target_ongoing_requests: TargetOngoingRequests = 32
-    max_replicas: int | None = Field(
-        default=None,
-        ge=1,
-        description="Upper bound of replicas; above min_replicas enables autoscaling. Unset means the "
-        f"backend's default: max(min_replicas, {VLLM_DEFAULT_MAX_REPLICAS}) for vllm; for the CPU backends "
-        "max(min_replicas, 1), a fixed replica count unless min_replicas is 0.",
-    )
-
     @model_validator(mode="after")
-    def _replica_bounds(self) -> "LLMAppArgs":  # replaces the base check: max_replicas may be unset
+    def _replica_bounds(self) -> "LLMAppArgs":
         if self.max_replicas is not None:
             check_replica_bounds(self.min_replicas, self.max_replicas)
         return self

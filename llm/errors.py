@@ -29,8 +29,10 @@ _TYPE_BY_STATUS = {
 
 
 class OpenAIError(Exception):
-    """An error to answer in the OpenAI shape; raise it from a route, :func:`install_error_handlers`
-    renders it."""
+    """An error to answer in the OpenAI shape.
+
+    Raise it from a route; the handler that :func:`install_error_handlers` adds renders it.
+    """
 
     def __init__(
         self,
@@ -49,9 +51,11 @@ class OpenAIError(Exception):
         self.code = code
 
     def body(self) -> dict[str, Any]:
+        """The OpenAI error body, ``{"error": {message, type, param, code}}``."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
+        """The error as a JSON response with its status (for code that cannot raise, e.g. a stream)."""
         return JSONResponse(self.body(), status_code=self.status_code)
 
     def sse_frame(self) -> bytes:

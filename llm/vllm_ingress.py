@@ -35,16 +35,17 @@ class OpenAiIngressWithHealth(OpenAiIngress):
     """Ray's OpenAI router, which also answers ``GET /health`` by asking each model's ``LLMServer``."""
 
     def __init__(
-        self, llm_deployments: dict[str, DeploymentHandle], model_cards: dict[str, Any], **kwargs: Any
+        self, llm_deployments: dict[str, DeploymentHandle[Any]], model_cards: dict[str, Any], **kwargs: Any
     ) -> None:
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._servers = dict(llm_deployments)
 
     async def health(self) -> JSONResponse:
+        """``GET /health``: ready once every model's ``LLMServer`` answers its health check in time."""
         response = JSONResponse({"ready": False, "backend": "vllm", "reason": "no model configured"}, 503)
         for model_id, server in self._servers.items():
 
-            async def probe(server: DeploymentHandle = server) -> None:
+            async def probe(server: DeploymentHandle[Any] = server) -> None:
                 call = server.check_health.remote()
                 try:
                     await call
@@ -64,7 +65,7 @@ def build_openai_app_with_health(llm_config: LLMConfig) -> Application:
     server = build_llm_deployment(llm_config)
     options = OpenAiIngressWithHealth.get_deployment_options([llm_config])
     ingress_cls = make_fastapi_ingress(OpenAiIngressWithHealth, endpoint_map=ENDPOINTS)
-    return serve.deployment(ingress_cls, **options).bind(
+    return serve.deployment(**options)(ingress_cls).bind(
         llm_deployments={model_id: server},
         model_cards={model_id: to_model_metadata(model_id, llm_config)},
         lora_paths={},

@@ -41,8 +41,11 @@ class UpstreamReply:
 
 
 def upstream_base_url(configured: str | None, *, public: str, sample_path: str) -> str:
-    """An upstream API's base URL: the configured one; unset, the public API, or offline (``OFFLINE=1``)
-    the route at which the bundled sample upstream server imitates it."""
+    """An upstream API's base URL: the configured one, else the public API or, offline, the sample.
+
+    Offline (``OFFLINE=1``) an unset URL is the route at which the bundled sample upstream server
+    imitates the API, so the same tool code runs without the internet.
+    """
     if configured:
         return configured
     settings = get_settings()
@@ -82,6 +85,7 @@ class JSONUpstream:
         self.headers = headers or {}
 
     def url(self, path: str) -> str:
+        """``path`` below the base URL; absolute URLs (links an upstream returned) are kept."""
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None) -> UpstreamReply:

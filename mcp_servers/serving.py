@@ -76,7 +76,10 @@ class MCPScalingArgs(ServeDeploymentArgs):
     )
 
     def autoscaling_config(self) -> dict[str, Any]:
-        # Start one replica even when scaling to zero, so a deploy brings up a server that answers.
+        """Serve's autoscaling config, starting one replica even when scaling to zero.
+
+        A deploy then brings up a server that answers, instead of waiting for the first request.
+        """
         return {**super().autoscaling_config(), "initial_replicas": max(self.min_replicas, 1)}
 
 
@@ -93,7 +96,7 @@ def _host_forms(url: str | None) -> tuple[list[str], list[str]]:
 
 
 def transport_security(args: MCPScalingArgs) -> TransportSecuritySettings:
-    """mcp's DNS-rebinding settings: loopback, the platform's own base URLs and ``args``' extra hosts."""
+    """The MCP transport's DNS-rebinding settings: loopback, the platform's base URLs, ``args``' hosts."""
     if not args.dns_rebinding_protection:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     settings = get_settings()
@@ -117,7 +120,7 @@ def transport_security(args: MCPScalingArgs) -> TransportSecuritySettings:
 def _require_fresh(server: FastMCP) -> None:
     """The transport settings are read when the session manager is made; it must not exist yet."""
     try:
-        server.session_manager  # noqa: B018 - raises until streamable_http_app() was called
+        _ = server.session_manager  # raises until streamable_http_app() was called
     except RuntimeError:
         return
     raise ValueError("server_factory must return a new FastMCP whose streamable_http_app() was not called")
@@ -167,5 +170,8 @@ def build_mcp_app(server_factory: ServerFactory, *, name: str, scaling: MCPScali
     def build_asgi_app() -> Starlette:
         return create_mcp_asgi_app(server_factory, scaling)
 
-    deployment = serve.deployment(serve.ingress(build_asgi_app)(), name=name, **scaling.deployment_options())
+    # The decorator form (options first, then the class): Ray types ``serve.deployment(cls, ...)`` as if
+    # it returned the decorator.
+    replica = serve.ingress(build_asgi_app)()
+    deployment = serve.deployment(name=name, **scaling.deployment_options())(replica)
     return deployment.bind()

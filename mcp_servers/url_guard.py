@@ -120,9 +120,10 @@ def blocked_reason(address: IPAddress) -> str | None:
 
 
 def parse_numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
-    """The address a host made of numbers means to ``inet_aton`` (``127.1``, ``0x7f.1``, ``2130706433``,
-    ``0177.0.0.1``), or None when ``host`` is not numeric. Resolvers and URL parsers disagree about such
-    hosts, so they are decoded here instead of being handed to one.
+    """The address a host made of numbers means to ``inet_aton``, or None when ``host`` is not numeric.
+
+    Such hosts (``127.1``, ``0x7f.1``, ``2130706433``, ``0177.0.0.1``) are read differently by resolvers
+    and URL parsers, so they are decoded here instead of being handed to one.
     """
     labels = host.rstrip(".").split(".")
     if not 1 <= len(labels) <= 4 or not all(_NUMERIC_LABEL.fullmatch(label) for label in labels):
@@ -199,6 +200,7 @@ class TrustedHost:
         return cls(parts.hostname.rstrip("."), parts.port, parts.path.rstrip("/"))
 
     def matches(self, host: str, port: int, path: str) -> bool:
+        """Whether a request to ``host:port`` for ``path`` falls under this entry (no ``..`` escapes)."""
         if host.rstrip(".") != self.host or self.port not in (None, port):
             return False
         if not self.path_prefix or path == ROBOTS_PATH:  # a trusted site's robots.txt is always readable
@@ -220,16 +222,21 @@ class CheckedUrl:
 
     @property
     def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port): the site whose robots.txt governs this URL."""
         return self.url.scheme, self.host, self.port
 
     @property
     def host_header(self) -> str:
+        """The Host header for the original name (port only when not the scheme's default)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if DEFAULT_PORTS[self.url.scheme] == self.port else f"{host}:{self.port}"
 
     def pinned_request(self, client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Request:
-        """A GET to the checked address carrying the original Host header and, for https, the original
-        name as TLS SNI and certificate name (httpcore's ``sni_hostname`` extension)."""
+        """A GET to the checked address, which still names the original host.
+
+        The Host header carries the original name and, for https, so do TLS SNI and the certificate check
+        (httpcore's ``sni_hostname`` extension).
+        """
         target = self.url.copy_with(host=self.address, port=self.port, fragment=None)
         extensions = {"sni_hostname": self.host} if self.url.scheme == "https" else {}
         return client.build_request(
@@ -248,9 +255,15 @@ class UrlGuard:
         schemes: Iterable[str] = ("http", "https"),
         allowed_ports: Iterable[int] = DEFAULT_ALLOWED_PORTS,
     ) -> None:
-        """``trusted_hosts`` (:meth:`TrustedHost.parse` forms) skip the address checks: an operator's own
-        sample or intranet server. ``allowed_ports``: the ports any URL may use (an explicit port of a
-        trusted entry is allowed too). Both must never come from a tool argument."""
+        """Set the operator's rules; neither list may ever come from a tool argument.
+
+        Args:
+            resolver: replaces the system resolver (tests, deployments with their own DNS view).
+            trusted_hosts: :meth:`TrustedHost.parse` forms that skip the address checks: an operator's
+                own sample or intranet server.
+            schemes: the URL schemes fetched (http and https at most).
+            allowed_ports: the ports any URL may use (an explicit port of a trusted entry is allowed too).
+        """
         self._resolve = resolver or system_resolver
         self._trusted = [TrustedHost.parse(entry) for entry in trusted_hosts]
         self._schemes = frozenset(schemes)
@@ -263,11 +276,15 @@ class UrlGuard:
             raise ValueError(f"not valid TCP ports: {invalid}")
 
     def is_trusted(self, host: str, port: int, path: str = "/") -> bool:
+        """Whether an operator's trusted entry covers this request (it then skips the address checks)."""
         return any(trusted.matches(host.lower(), port, path) for trusted in self._trusted)
 
     def _port_refusal(self, host: str, port: int) -> str | None:
-        """Why ``port`` may not be used, or None: an allowed port, or one a trusted entry of ``host``
-        names (whatever its path prefix: other paths still get the address checks)."""
+        """Why ``port`` may not be used, or None.
+
+        Allowed are the allowed ports and any port a trusted entry of ``host`` names, whatever its path
+        prefix (other paths still get the address checks).
+        """
         name = host.rstrip(".")
         if port in self._ports or any(e.host == name and e.port == port for e in self._trusted):
             return None
@@ -279,6 +296,22 @@ class UrlGuard:
     async def check(self, url: str | httpx.URL) -> CheckedUrl:
         """The URL with its address to connect to; raises :class:`UrlRefused` or :class:`HostNotResolved`."""
         parsed = _parse(url)
+        host, port = self._host_and_port(parsed, url)
+        trusted = self.is_trusted(host, port, parsed.path)
+        try:
+            literal = _ip_literal(host)
+        except UrlRefused as exc:
+            raise UrlRefused(f"refusing to fetch {url}: {exc}") from None
+        if literal is not None:
+            reason = None if trusted else blocked_reason(literal)
+            if reason:
+                raise UrlRefused(f"refusing to fetch {url}: {literal} is {reason}")
+            return CheckedUrl(parsed, host, port, str(literal), trusted)
+        addresses = await self._addresses(host, port, url, trusted=trusted)
+        return CheckedUrl(parsed, host, port, addresses[0], trusted)
+
+    def _host_and_port(self, parsed: httpx.URL, url: str | httpx.URL) -> tuple[str, int]:
+        """The URL's host (lower case) and port, once its scheme, credentials and port are allowed."""
         scheme = parsed.scheme
         if scheme not in self._schemes:
             allowed = " and ".join(sorted(self._schemes))
@@ -294,18 +327,10 @@ class UrlGuard:
         refusal = self._port_refusal(host, port)
         if refusal:  # before any lookup: nothing is resolved for a URL that is refused anyway
             raise UrlRefused(f"refusing to fetch {url}: {refusal}")
-        trusted = self.is_trusted(host, port, parsed.path)
+        return host, port
 
-        try:
-            literal = _ip_literal(host)
-        except UrlRefused as exc:
-            raise UrlRefused(f"refusing to fetch {url}: {exc}") from None
-        if literal is not None:
-            reason = None if trusted else blocked_reason(literal)
-            if reason:
-                raise UrlRefused(f"refusing to fetch {url}: {literal} is {reason}")
-            return CheckedUrl(parsed, host, port, str(literal), trusted)
-
+    async def _addresses(self, host: str, port: int, url: str | httpx.URL, *, trusted: bool) -> list[str]:
+        """The addresses of host name ``host``, every one of them allowed unless the URL is trusted."""
         if not _HOST_NAME.fullmatch(host) or len(host) > 254:
             raise UrlRefused(f"{host!r} is not a valid host name: {url}")
         name = host.rstrip(".")
@@ -323,7 +348,7 @@ class UrlGuard:
                 reason = blocked_reason(address)
                 if reason:
                     raise UrlRefused(f"refusing to fetch {url}: {host!r} resolves to {address}, {reason}")
-        return CheckedUrl(parsed, host, port, addresses[0], trusted)
+        return addresses
 
 
 def _parse(url: str | httpx.URL) -> httpx.URL:

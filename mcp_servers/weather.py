@@ -160,8 +160,10 @@ def create_weather_server(args: WeatherServerArgs) -> FastMCP:
 
     @tool
     async def get_air_quality(latitude: Latitude, longitude: Longitude) -> dict[str, Any]:
-        """Current air quality at coordinates anywhere in the world (Open-Meteo): US AQI with its category,
-        European AQI, PM2.5, PM10, ozone, nitrogen dioxide, sulphur dioxide and carbon monoxide.
+        """Current air quality at coordinates anywhere in the world (Open-Meteo).
+
+        Returns the US AQI with its category, the European AQI, PM2.5, PM10, ozone, nitrogen dioxide,
+        sulphur dioxide and carbon monoxide.
         """
         return await service.air_quality_now(latitude, longitude)
 

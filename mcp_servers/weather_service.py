@@ -56,6 +56,7 @@ class WeatherEndpoints:
 
 
 def check_coordinates(latitude: float, longitude: float) -> None:
+    """Refuse coordinates off the globe with a sentence the model can act on."""
     if not -90 <= latitude <= 90:
         raise ToolError(f"latitude must be between -90 and 90 degrees, got {latitude:g}.")
     if not -180 <= longitude <= 180:
@@ -116,6 +117,7 @@ class WeatherService:
         )
 
     async def aclose(self) -> None:
+        """Close the shared HTTP client."""
         await self.client.aclose()
 
     # -- geocoding -------------------------------------------------------------------------------
@@ -225,6 +227,7 @@ class WeatherService:
     # -- alerts and air quality ------------------------------------------------------------------
 
     async def alerts(self, state: str) -> dict[str, Any]:
+        """Active NWS alerts for a US state or territory code; none found is said in ``message``."""
         code = us_state_code(state)
         reply = await self.nws.get_json("/alerts/active", {"area": code})
         features = _object(reply, "alerts").get("features") or []
@@ -243,6 +246,7 @@ class WeatherService:
         return {**result, **_notice(reply)}
 
     async def air_quality_now(self, latitude: float, longitude: float) -> dict[str, Any]:
+        """Open-Meteo's current air quality: both AQIs, the US AQI's category and the pollutants."""
         check_coordinates(latitude, longitude)
         reply = await self.air_quality.get_json(
             "/v1/air-quality",
@@ -290,7 +294,7 @@ def _name_splits(place: str) -> list[tuple[str, list[str]]]:
         name, *rest = (part.strip() for part in place.split(","))
         return [(name, [q.lower() for q in rest if q])]
     words = place.split(" ")
-    splits = [(place, [])]
+    splits: list[tuple[str, list[str]]] = [(place, [])]
     for cut in range(len(words) - 1, max(len(words) - 3, 0), -1):
         splits.append((" ".join(words[:cut]), [" ".join(words[cut:]).lower()]))
     return splits

@@ -46,6 +46,7 @@ class BraveSearch:
         self._api = JSONUpstream("Brave Search", base_url, client, headers=headers)
 
     async def search(self, query: str, count: int) -> dict[str, Any]:
+        """Up to ``count`` results for ``query`` behind the untrusted note; refusals are ``ToolError``s."""
         if not self._configured:
             raise ToolError(NOT_CONFIGURED)
         query = " ".join(query.split())

@@ -1,5 +1,7 @@
-"""Turn a fetched web response into text a model can read: text-only policy, decoding, markdown, paging,
-and the envelope that marks it as untrusted data."""
+"""Turn a fetched web response into text a model can read, marked as untrusted data.
+
+The steps: the text-only policy, decoding, HTML to markdown, paging, and the envelope around the result.
+"""
 
 import re
 import secrets
@@ -44,6 +46,7 @@ def media_type(content_type: str | None) -> str:
 
 
 def is_textual(media: str) -> bool:
+    """Whether a media type is text worth returning (``text/*``, JSON, XML, scripts...)."""
     return media.startswith("text/") or media in TEXT_MEDIA_TYPES or media.endswith(("+xml", "+json"))
 
 
@@ -82,6 +85,7 @@ def decode(body: bytes, content_type: str | None) -> str:
 
 
 def is_html(content_type: str | None, text: str) -> bool:
+    """Whether to convert ``text`` to markdown: by its declared type, else by how it starts."""
     media = media_type(content_type)
     if media:
         return media in HTML_MEDIA_TYPES
@@ -99,8 +103,10 @@ def html_to_markdown(html: str, base_url: str) -> str:
 
 
 def page_of(content: str, start_index: int, max_length: int) -> tuple[str, str | None]:
-    """``content[start_index:start_index + max_length]`` and, when more follows or there is nothing to
-    show, a note for the caller (kept apart: notes are the tool's words, the chunk is the page's)."""
+    """``content[start_index:start_index + max_length]`` and a note when more follows or nothing does.
+
+    The note is kept apart from the chunk: notes are the tool's words, the chunk is the page's.
+    """
     total = len(content)
     if total == 0:
         return "", "(the page has no readable text)"
@@ -138,12 +144,15 @@ _MARKER_PHRASE = re.compile(r"untrusted[\W_]{0,3}web[\W_]{0,3}content", re.IGNOR
 
 
 def neutralize_untrusted(text: str) -> str:
-    """``text`` unable to forge the envelope: invisible format characters removed, then every form of
-    the marker phrase replaced. Idempotent."""
+    """``text`` unable to forge the envelope (idempotent).
+
+    Invisible format characters are removed first, then every form of the marker phrase is replaced.
+    """
     return _MARKER_PHRASE.sub(MARKER_REPLACEMENT, _INVISIBLE.sub("", text))
 
 
 def new_marker_id() -> str:
+    """A random id for one envelope's markers, which the page cannot guess."""
     return secrets.token_hex(6)
 
 
@@ -155,8 +164,11 @@ def untrusted_envelope(
     notes_after: Sequence[str] = (),
     marker_id: str | None = None,
 ) -> str:
-    """``text`` (from ``source``) between markers, after the untrusted-content header. Notes are the
-    tool's own words (sample-data labels, truncation and paging notes) and stay outside the markers."""
+    """``text`` (from ``source``) between markers, after the untrusted-content header.
+
+    Notes are the tool's own words (sample-data labels, truncation and paging notes) and stay outside the
+    markers.
+    """
     marker_id = marker_id or new_marker_id()
     source = neutralize_untrusted(" ".join(source.split()))
     lines = [UNTRUSTED_HEADER.format(source=source), *notes_before, ""]

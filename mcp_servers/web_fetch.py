@@ -50,6 +50,8 @@ class FetchLimits:
 
 @dataclass(frozen=True)
 class FetchedResponse:
+    """A fetched page: its final URL, status, headers and the body read up to the byte cap."""
+
     url: str  # the final URL, after redirects
     status: int
     headers: httpx.Headers
@@ -60,7 +62,9 @@ class FetchedResponse:
 
     @property
     def content_type(self) -> str | None:
-        return self.headers.get("content-type")
+        """The ``Content-Type`` header as sent, if any."""
+        content_type: str | None = self.headers.get("content-type")
+        return content_type
 
 
 class SafeFetcher:
@@ -85,8 +89,13 @@ class SafeFetcher:
         self.robots = RobotsCache(self, ttl_s=robots_ttl_s) if respect_robots_txt else None
 
     async def fetch(self, url: str, *, check: ResponseCheck | None = None) -> FetchedResponse:
-        """GET ``url`` following up to ``max_redirects`` checked redirects; raises :class:`FetchError`,
-        :class:`UrlRefused` or :class:`HostNotResolved` with a message fit for the caller."""
+        """GET ``url``, following up to ``max_redirects`` redirects, each one checked.
+
+        Raises:
+            FetchError: timeout, connection error, too many redirects, a refused response or robots.txt.
+            UrlRefused: a hop's URL is not allowed.
+            HostNotResolved: a hop's host has no address.
+        """
         try:
             async with asyncio.timeout(self.limits.total_timeout_s):
                 return await self.get(url, check=check, check_robots=True, max_bytes=self.limits.max_bytes)

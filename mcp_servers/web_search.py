@@ -118,8 +118,11 @@ class WebSearchServerArgs(MCPScalingArgs):
         return base_url, key.get_secret_value() if key else None, not settings.offline
 
     def resolved_trusted_hosts(self) -> list[str]:
-        """The configured trusted hosts plus, offline, the sample upstream: its host:port and route prefix
-        only, not every route of the Serve proxy it shares with the platform's other apps."""
+        """The configured trusted hosts plus, offline, the sample upstream.
+
+        The sample upstream is trusted at its host:port and route prefix only, not on every route of the
+        Serve proxy it shares with the platform's other apps.
+        """
         settings = get_settings()
         hosts = list(self.trusted_hosts)
         if settings.offline:
@@ -130,6 +133,7 @@ class WebSearchServerArgs(MCPScalingArgs):
         return hosts
 
     def limits(self) -> FetchLimits:
+        """The bounds of one fetch_url call."""
         return FetchLimits(
             max_bytes=self.max_fetch_bytes,
             max_redirects=self.max_redirects,
@@ -223,8 +227,11 @@ def create_web_search_server(args: WebSearchServerArgs, *, resolver: Resolver | 
 def page_result(
     page: FetchedResponse, requested_url: str, *, start_index: int, max_length: int, raw: bool
 ) -> str:
-    """What fetch_url answers for a fetched page: one part of its text (markdown, or the source when
-    ``raw``) in the untrusted-content envelope, the tool's notes outside it."""
+    """What fetch_url answers for a fetched page, in the untrusted-content envelope.
+
+    One part of its text (markdown, or the source when ``raw``) goes inside the markers, the tool's
+    notes outside them.
+    """
     text = decode(page.body, page.content_type)
     content = text if raw or not is_html(page.content_type, text) else html_to_markdown(text, page.url)
     # Neutralized before paging, so start_index counts the same characters in every call.

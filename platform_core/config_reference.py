@@ -46,6 +46,7 @@ def _cell(text: str) -> str:
 
 
 def model_table(model: type[BaseModel], *, env: bool = False) -> str:
+    """A Markdown table of a model's fields; ``env`` names them as environment variables (upper case)."""
     head = "| env var | type | default | meaning |" if env else "| arg | type | default | meaning |"
     rows = [head, "|---|---|---|---|"]
     for name, field in model.model_fields.items():
@@ -70,6 +71,7 @@ def builders() -> dict[str, type[BaseModel]]:
 
 
 def render() -> str:
+    """The whole text of ``docs/configuration.md``."""
     parts = [
         "# Configuration reference",
         "",
@@ -90,6 +92,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make docs``: write the reference; ``--check`` exits 1 when the committed file is stale."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     args = parser.parse_args(argv)

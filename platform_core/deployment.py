@@ -33,6 +33,7 @@ MaxOngoingRequests = Annotated[
 
 
 def check_replica_bounds(min_replicas: int, max_replicas: int) -> None:
+    """Reject bounds with ``max_replicas < min_replicas`` (``ValueError``, so pydantic reports the field)."""
     if max_replicas < min_replicas:
         raise ValueError(f"max_replicas ({max_replicas}) must be >= min_replicas ({min_replicas})")
 

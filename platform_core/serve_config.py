@@ -34,7 +34,7 @@ SAMPLE_UPSTREAM_APP: dict[str, Any] = {
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a Serve config YAML file and check it against Ray's ``ServeDeploySchema``."""
     with open(path) as f:
-        config = yaml.safe_load(f)
+        config: dict[str, Any] = yaml.safe_load(f)
     ServeDeploySchema.model_validate(config)
     return config
 
@@ -72,6 +72,7 @@ def for_local_run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make run``: print the config ready for a local run, or write it to ``--output``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="Serve config YAML (e.g. serve_config.yaml)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port of the Serve proxy")

@@ -99,6 +99,7 @@ class PlatformSettings(BaseSettings):
 
     @property
     def external_base_url(self) -> str:
+        """The base URL callers outside the platform use: ``PUBLIC_BASE_URL``, else ``SERVE_BASE_URL``."""
         return (self.public_base_url or self.serve_base_url).rstrip("/")
 
 

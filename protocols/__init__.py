@@ -16,17 +16,23 @@ from protocols.chat_client import (
     ChatStreamError,
 )
 from protocols.events import (
+    THREAD_ID_PATTERN,
     ChatEvent,
     Done,
     Error,
     ErrorCode,
     HTTPErrorCode,
     Metadata,
+    SSEParser,
     Token,
     ToolCall,
     ToolResult,
     Usage,
+    aiter_sse_events,
+    decode_event,
+    encode_sse,
     is_valid_thread_id,
+    parse_sse_lines,
 )
 from protocols.threads import ThreadMessage, ThreadToolCall, ThreadView
 
@@ -42,7 +48,14 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "Usage",
+    "THREAD_ID_PATTERN",
     "is_valid_thread_id",
+    # SSE encoding and parsing
+    "SSEParser",
+    "aiter_sse_events",
+    "decode_event",
+    "encode_sse",
+    "parse_sse_lines",
     # threads
     "ThreadMessage",
     "ThreadToolCall",

@@ -10,8 +10,10 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,6 +22,7 @@ from a2a.client import (
     A2AClientError,
     A2AClientTimeoutError,
     AgentCardResolutionError,
+    Client,
     ClientConfig,
     ClientFactory,
 )
@@ -75,6 +78,8 @@ class A2ATaskFailed(A2ACallError):
 
 @dataclass(frozen=True)
 class A2AResult:
+    """A remote agent's answer, with its conversation (pass ``context_id`` to continue it) and task ids."""
+
     text: str
     context_id: str
     task_id: str
@@ -152,7 +157,7 @@ class _Outcome:
         self.task_id = ""
         self.context_id = ""
         self.artifacts: dict[str, tuple[str, str]] = {}  # artifact id -> (name, text)
-        self.state: TaskState.ValueType = TaskState.TASK_STATE_UNSPECIFIED
+        self.state: TaskState = TaskState.TASK_STATE_UNSPECIFIED
         self.status_text = ""
         self.message_text: str | None = None
 
@@ -234,7 +239,10 @@ async def a2a_execute_text(
     agent = card.name or base_url
     try:
         async with asyncio.timeout(timeout_s):
-            async with aclosing(client.send_message(SendMessageRequest(message=message))) as responses:
+            # The SDK declares an AsyncIterator; its clients are async generators, closed once we break.
+            request = SendMessageRequest(message=message)
+            stream = cast(AsyncGenerator[StreamResponse, None], client.send_message(request))
+            async with aclosing(stream) as responses:
                 async for response in responses:
                     outcome.add(response)
                     if outcome.finished:
@@ -267,12 +275,12 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(cause, httpx.TransportError)
 
 
-async def _cancel_remote(client: object, task_id: str) -> None:
+async def _cancel_remote(client: Client, task_id: str) -> None:
     """Best effort: a caller that gave up should not leave the remote agent working."""
     if not task_id:
         return
     try:
         async with asyncio.timeout(_CANCEL_TIMEOUT_S):
-            await asyncio.shield(client.cancel_task(CancelTaskRequest(id=task_id)))  # type: ignore[attr-defined]
-    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - it is only an attempt
+            await asyncio.shield(client.cancel_task(CancelTaskRequest(id=task_id)))
+    except (Exception, asyncio.CancelledError) as exc:  # any failure: it is only an attempt
         logger.info("could not cancel remote task %s: %s", task_id, exc)

@@ -27,7 +27,7 @@ import email.utils
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -86,9 +86,11 @@ class ChatRequestError(ChatClientError):
 
 
 class ChatStreamError(ChatClientError):
-    """The exchange failed on the way: ``code`` is ``agent_unreachable``, ``timeout``,
-    ``stream_interrupted`` or ``bad_event`` (see :data:`protocols.events.ErrorCode`); ``message`` names
-    the URL."""
+    """The exchange failed on the way; ``message`` names the URL.
+
+    ``code`` is ``agent_unreachable``, ``timeout``, ``stream_interrupted`` or ``bad_event`` (see
+    :data:`protocols.events.ErrorCode`).
+    """
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,11 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 
 
 def request_error(response: httpx.Response) -> ChatRequestError:
-    """The :class:`ChatRequestError` of a read error response: the platform's ``{"error": {code, message}}``
-    body, FastAPI's ``{"detail"}``, or a preview of whatever text came."""
+    """The :class:`ChatRequestError` of an error response whose body has been read.
+
+    Code and message come from the platform's ``{"error": {code, message}}`` body, FastAPI's
+    ``{"detail"}``, or a preview of whatever text came.
+    """
     code, message = f"http_{response.status_code}", ""
     try:
         body = response.json()
@@ -201,6 +206,7 @@ class ChatClient:
 
     @property
     def chat_url(self) -> str:
+        """``{base}/chat``, where runs are streamed."""
         return f"{self.base_url}/chat"
 
     def thread_url(self, thread_id: str) -> str:
@@ -222,7 +228,9 @@ class ChatClient:
 
     # --- /chat ---------------------------------------------------------------------------------------
 
-    async def stream(self, user_request: str, thread_id: str | None = None) -> AsyncIterator[ChatEvent]:
+    async def stream(
+        self, user_request: str, thread_id: str | None = None
+    ) -> AsyncGenerator[ChatEvent, None]:
         """The run's events as they arrive, ``metadata`` first and ``done`` last (then it stops).
 
         Raises :class:`ChatRequestError` when the agent refuses the request before any stream starts
@@ -262,9 +270,11 @@ class ChatClient:
     # --- the thread API, /health ---------------------------------------------------------------------
 
     async def get_thread(self, thread_id: str) -> ThreadView | None:
-        """The conversation the agent holds for ``thread_id``; ``None`` when it holds none
-        (``404 thread_not_found``). Any other error answer raises :class:`ChatRequestError` (an agent
-        without the thread API answers ``404 not_found``)."""
+        """The conversation the agent holds for ``thread_id``; ``None`` when it holds none.
+
+        None answers ``404 thread_not_found``; any other error answer raises :class:`ChatRequestError`
+        (an agent without the thread API answers ``404 not_found``).
+        """
         response = await self._request("GET", self.thread_url(thread_id))
         if self._thread_not_found(response):
             return None
@@ -276,8 +286,10 @@ class ChatClient:
             raise ChatStreamError("bad_event", f"{response.url} answered an unexpected body: {exc}") from exc
 
     async def delete_thread(self, thread_id: str) -> bool:
-        """Forget the conversation: ``True`` when it was deleted, ``False`` when there was none. A thread
-        with a run in progress raises :class:`ChatRequestError` ``thread_busy`` (409)."""
+        """Forget the conversation: ``True`` when it was deleted, ``False`` when there was none.
+
+        A thread with a run in progress raises :class:`ChatRequestError` ``thread_busy`` (409).
+        """
         response = await self._request("DELETE", self.thread_url(thread_id))
         if self._thread_not_found(response):
             return False
@@ -286,8 +298,10 @@ class ChatClient:
         return True
 
     async def health(self) -> dict[str, Any]:
-        """The agent's ``GET /health`` report (``{"ready": bool, ...}``), also while it is not ready
-        (503 with a report); other answers raise :class:`ChatRequestError`."""
+        """The agent's ``GET /health`` report (``{"ready": bool, ...}``), also while it is not ready.
+
+        A not-ready agent answers 503 with a report; other answers raise :class:`ChatRequestError`.
+        """
         response = await self._request("GET", f"{self.base_url}/health")
         try:
             report = response.json()

@@ -212,6 +212,7 @@ class SSEParser:
         self._event_type, self._data = "message", ""
 
     def feed(self, line: str) -> ChatEvent | None:
+        """Take one body line; return the event when the line completes a frame, else None."""
         line = line.rstrip("\r\n")
         if line.startswith("event:"):
             self._event_type = line[len("event:") :].strip()

@@ -67,6 +67,7 @@ def event_table() -> str:
 
 
 def error_code_table() -> str:
+    """The codes of ``error`` events (:data:`protocols.events.ERROR_CODES`) and ``http_<status>``."""
     rows = ["| `error` code | from | meaning |", "|---|---|---|"]
     rows += [f"| `{code}` | {source} | {_cell(meaning)} |" for code, (source, meaning) in ERROR_CODES.items()]
     rows.append(
@@ -77,6 +78,7 @@ def error_code_table() -> str:
 
 
 def http_error_table() -> str:
+    """The codes of JSON error bodies (:data:`protocols.events.HTTP_ERROR_CODES`) with their status."""
     rows = ["| HTTP status | `error.code` | when |", "|---|---|---|"]
     for code, (status, meaning) in HTTP_ERROR_CODES.items():
         rows.append(f"| {status or 'any'} | `{code}` | {_cell(meaning)} |")
@@ -111,6 +113,7 @@ def updated(readme: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make docs``: rewrite the README's ``/chat`` tables; ``--check`` exits 1 when they are stale."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
     args = parser.parse_args(argv)

@@ -53,8 +53,11 @@ class ThreadToolCall(BaseModel):
 
 
 class ThreadMessage(BaseModel):
-    """One message of a conversation. ``tool_calls`` on assistant messages; ``name``, ``tool_call_id``
-    and ``status`` on tool results."""
+    """One message of a conversation.
+
+    ``tool_calls`` are set on assistant messages; ``name``, ``tool_call_id`` and ``status`` on tool
+    results.
+    """
 
     model_config = ConfigDict(extra="ignore")
 

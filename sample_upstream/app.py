@@ -26,15 +26,23 @@ def create_app() -> FastAPI:
     return app
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=100)
-@serve.ingress(create_app)
-class SampleUpstream:
-    """Serves :func:`create_app` behind the Serve proxy at ``/sample-upstream``."""
+class SampleUpstreamReplica:
+    """One replica serving :func:`create_app` behind the Serve proxy at ``/sample-upstream``."""
+
+
+# The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.
+SampleUpstream: serve.Deployment = serve.deployment(
+    name="SampleUpstream", ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=100
+)(serve.ingress(create_app)(SampleUpstreamReplica))
+"""The ``SampleUpstream`` deployment; :func:`build_app` sets its replica count."""
 
 
 class SampleUpstreamArgs(BaseModel):
+    """Builder args of the sample upstream app (``args:`` in a Serve config)."""
+
     num_replicas: int = Field(default=1, ge=1)
 
 
 def build_app(args: SampleUpstreamArgs) -> Application:
+    """The sample upstream Serve app (``import_path: sample_upstream.app:build_app``)."""
     return SampleUpstream.options(num_replicas=args.num_replicas).bind()

@@ -16,6 +16,7 @@ import math
 import random
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import cache
 from pathlib import Path
@@ -48,6 +49,8 @@ NWS_COVERAGE = (
     (13.2, 13.7, 144.6, 145.0),
 )
 
+_Weather = dict[str, float | int]  # one day's synthetic values: high, low, code, wind, ... (_day_weather)
+
 router = APIRouter(tags=["sample weather"])
 
 
@@ -60,7 +63,8 @@ def _load(name: str) -> Any:
 
 
 def _places() -> list[dict[str, Any]]:
-    return _load("gazetteer.json")["places"]
+    places: list[dict[str, Any]] = _load("gazetteer.json")["places"]
+    return places
 
 
 def _respond(payload: Any, status: int = 200, media_type: str = "application/json") -> JSONResponse:
@@ -129,7 +133,7 @@ def _rng(lat: float, lon: float, day: date, salt: str = "") -> random.Random:
     return random.Random(f"{lat:.1f}:{lon:.1f}:{day.isoformat()}:{salt}")
 
 
-def _day_weather(lat: float, lon: float, day: date) -> dict[str, float | int]:
+def _day_weather(lat: float, lon: float, day: date) -> _Weather:
     """Plausible, deterministic daily weather: temperature from latitude and season, random sky."""
     rng = _rng(lat, lon, day)
     season = math.cos(2 * math.pi * (day.timetuple().tm_yday - 200) / 365.25)  # +1 late July, -1 January
@@ -193,7 +197,7 @@ def _grid_location(office: str, x: int, y: int) -> tuple[float, float, dict[str,
 def _points_document(lat: float, lon: float) -> dict[str, Any]:
     office, x, y, place = _grid_for(lat, lon)
     if place and place["name"] == "Seattle":
-        document = copy.deepcopy(_load("nws_points_seattle.json"))
+        document: dict[str, Any] = copy.deepcopy(_load("nws_points_seattle.json"))
     else:
         grid = f"{NWS_PUBLIC}/gridpoints/{office}/{x},{y}"
         city = place["name"] if place else f"Sample point {_fmt(lat)},{_fmt(lon)}"
@@ -284,6 +288,7 @@ def _templated_forecast(lat: float, lon: float, place: dict[str, Any] | None) ->
 
 @router.get(SAMPLE_NWS_PATH + "/points/{point}")
 async def nws_points(point: str, request: Request) -> Response:
+    """NWS ``/points/{lat},{lon}``: the point's grid cell, with api.weather.gov's errors and redirect."""
     match = _POINT.match(point)
     if not match:
         return _nws_problem(
@@ -306,6 +311,7 @@ async def nws_points(point: str, request: Request) -> Response:
 
 @router.get(SAMPLE_NWS_PATH + "/gridpoints/{office}/{grid}/forecast")
 async def nws_forecast(office: str, grid: str) -> Response:
+    """NWS gridpoint forecast: recorded for Seattle's cell, templated for any other cell."""
     cell = re.fullmatch(r"(\d+),(\d+)", grid)
     location = _grid_location(office.upper(), int(cell[1]), int(cell[2])) if cell else None
     if location is None:
@@ -318,6 +324,7 @@ async def nws_forecast(office: str, grid: str) -> Response:
 
 @router.get(SAMPLE_NWS_PATH + "/alerts/active")
 async def nws_alerts(area: str | None = None) -> Response:
+    """NWS active alerts of one state (``area``) or of all; recorded alerts, dated as active now."""
     now = datetime.now(UTC).replace(microsecond=0)
     document: dict[str, Any] = {"type": "FeatureCollection", "updated": now.isoformat()}
     if area is None:
@@ -339,7 +346,10 @@ async def nws_alerts(area: str | None = None) -> Response:
 
 # -- Open-Meteo ----------------------------------------------------------------------------------
 
-_DAILY = {
+_DailyValue = Callable[[_Weather, "_Units"], float | int]
+_CurrentValue = Callable[[_Weather, "_Units", float], float | int]  # the float: how far into the day
+
+_DAILY: dict[str, tuple[str, _DailyValue]] = {
     "weather_code": ("wmo code", lambda w, u: w["code"]),
     "temperature_2m_max": ("temp", lambda w, u: u.temp(w["high"])),
     "temperature_2m_min": ("temp", lambda w, u: u.temp(w["low"])),
@@ -347,7 +357,7 @@ _DAILY = {
     "precipitation_probability_max": ("%", lambda w, u: w["chance"]),
     "wind_speed_10m_max": ("wind", lambda w, u: u.wind(w["wind"])),
 }
-_CURRENT = {
+_CURRENT: dict[str, tuple[str, _CurrentValue]] = {
     "temperature_2m": ("temp", lambda w, u, f: u.temp(w["low"] + (w["high"] - w["low"]) * f)),
     "apparent_temperature": ("temp", lambda w, u, f: u.temp(w["low"] + (w["high"] - w["low"]) * f - 1.5)),
     "relative_humidity_2m": ("%", lambda w, u, f: w["humidity"]),
@@ -439,6 +449,7 @@ async def open_meteo_forecast(
     wind_speed_unit: str = "kmh",
     precipitation_unit: str = "mm",
 ) -> Response:
+    """Open-Meteo forecast: deterministic synthetic ``daily`` and ``current`` values in the asked units."""
     error = _check_coordinates(latitude, longitude)
     if error:
         return error
@@ -447,10 +458,11 @@ async def open_meteo_forecast(
     if wind_speed_unit not in ("kmh", "mph", "ms", "kn"):
         return _open_meteo_error(f"Invalid wind_speed_unit {wind_speed_unit}")
     daily_names = _variables(daily, _DAILY)
+    if isinstance(daily_names, JSONResponse):
+        return daily_names
     current_names = _variables(current, _CURRENT)
-    for names in (daily_names, current_names):
-        if isinstance(names, JSONResponse):
-            return names
+    if isinstance(current_names, JSONResponse):
+        return current_names
     units = _Units(temperature_unit, wind_speed_unit, precipitation_unit)
     document, zone = _location_header(latitude, longitude, tz)
     now = datetime.now(zone)
@@ -483,6 +495,7 @@ async def open_meteo_air_quality(
     current: str | None = None,
     tz: str | None = Query(default=None, alias="timezone"),
 ) -> Response:
+    """Open-Meteo air quality: synthetic ``current`` pollutant values for any coordinates."""
     error = _check_coordinates(latitude, longitude)
     if error:
         return error
@@ -523,6 +536,7 @@ def _fold(text: str) -> str:
 async def open_meteo_geocoding(
     name: str = "", count: int = 10, language: str = "en", format: str = "json"
 ) -> Response:
+    """Open-Meteo geocoding: gazetteer places whose names start with ``name``, exact names first."""
     if not 1 <= count <= 100:
         return _open_meteo_error("Parameter count must be between 1 and 100.")
     document: dict[str, Any] = {"generationtime_ms": 0.3}

@@ -41,7 +41,9 @@ router = APIRouter(tags=["sample web"])
 
 @cache
 def _index() -> list[dict[str, Any]]:
-    return json.loads((DATA_DIR / "search_results.json").read_text(encoding="utf-8"))["results"]
+    index: dict[str, Any] = json.loads((DATA_DIR / "search_results.json").read_text(encoding="utf-8"))
+    results: list[dict[str, Any]] = index["results"]
+    return results
 
 
 def _fold(text: str) -> str:
@@ -153,4 +155,5 @@ async def page(name: str) -> Response:
 
 @router.get("/robots.txt")
 async def robots_txt() -> PlainTextResponse:
+    """A ``robots.txt`` that disallows ``/pages/private/`` (it matters only at a host root)."""
     return PlainTextResponse((DATA_DIR / "robots.txt").read_text(encoding="utf-8"), headers=HEADERS)

@@ -46,7 +46,8 @@ def create_ui_app(args: UIArgs) -> FastAPI:
         return {"ready": True, "agents": agent_urls}
 
     logger.info("UI for agents %s", ", ".join(f"{name}={url}" for name, url in agent_urls.items()))
-    return gr.mount_gradio_app(
+    # Gradio's untyped @document() decorator makes mount_gradio_app Any; it returns ``app``.
+    mounted: FastAPI = gr.mount_gradio_app(
         app,
         blocks,
         path="/",
@@ -58,12 +59,12 @@ def create_ui_app(args: UIArgs) -> FastAPI:
         ),
         css=CSS,
     )
+    return mounted
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, num_replicas=1, max_ongoing_requests=256)
 @serve.ingress()
 class UIDeployment:
-    """The UI's only replica (Gradio's event queue lives in process)."""
+    """The UI's only replica (Gradio's event queue lives in process); :func:`build_app` deploys it."""
 
     def __init__(self, args: UIArgs) -> None:
         logging.getLogger("ui").setLevel(get_settings().log_level.upper())
@@ -75,6 +76,10 @@ class UIDeployment:
 
 def build_app(args: UIArgs) -> Application:
     """Serve builder of the web UI (``import_path: ui.app:build_app``)."""
-    return UIDeployment.options(
-        ray_actor_options={"num_cpus": args.num_cpus}, max_ongoing_requests=args.max_ongoing_requests
-    ).bind(args)
+    # Applied here, not as a class decorator: mypy keeps a decorated class's type, not the Deployment.
+    deployment = serve.deployment(
+        num_replicas=1,
+        ray_actor_options={"num_cpus": args.num_cpus},
+        max_ongoing_requests=args.max_ongoing_requests,
+    )(UIDeployment)
+    return deployment.bind(args)

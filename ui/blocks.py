@@ -28,6 +28,16 @@ CSS = """
 #status { min-height: 1.5em; }
 """
 
+# Handler results hold one value per output component, in the order the listeners name them.
+Skip = dict[str, Any]  # what ``gr.skip()`` returns: leave that output as it is
+StoredSession = dict[str, Any]  # a dumped BrowserSession, what ``gr.BrowserState`` keeps
+# chatbot, thread id, status, session
+ConversationOutputs = tuple[list[ChatMessage] | Skip, str | Skip, str, StoredSession | Skip]
+# chatbot, message box, thread id, status, session
+SendOutputs = tuple[list[ChatMessage] | Skip, str | Skip, str | Skip, str | Skip, StoredSession | Skip]
+# agent picker, chatbot, thread id, status, session
+RestoreOutputs = tuple[str, list[ChatMessage], str, str, StoredSession]
+
 
 class BrowserSession(BaseModel):
     """What the browser keeps between page loads."""
@@ -40,6 +50,7 @@ class BrowserSession(BaseModel):
 
     @classmethod
     def load(cls, raw: Any) -> "BrowserSession":
+        """The session the browser sent; an unreadable one (an older version's, say) is an empty one."""
         try:
             return cls.model_validate(raw or {})
         except ValidationError:
@@ -68,13 +79,13 @@ class ChatUI:
 
     # --- handlers (return/yield values in the order of their ``outputs``) ---------------------------
 
-    def new_chat(self, agent: str | None) -> tuple[Any, ...]:
-        """outputs: chatbot, thread id, status, session."""
+    def new_chat(self, agent: str | None) -> tuple[list[ChatMessage], str, str, StoredSession]:
+        """Start over with ``agent`` (outputs: chatbot, thread id, status, session)."""
         agent = self._agent(agent)
         return [], "", f"New chat with the **{agent}** agent.", self._stored(agent, None, [])
 
-    async def send(self, text: str, agent: str | None, raw_session: Any) -> AsyncIterator[tuple[Any, ...]]:
-        """outputs: chatbot, message box, thread id, status, session. Streams one answer."""
+    async def send(self, text: str, agent: str | None, raw_session: Any) -> AsyncIterator[SendOutputs]:
+        """Stream one answer (outputs: chatbot, message box, thread id, status, session)."""
         text = (text or "").strip()
         if not text:
             yield gr.skip(), gr.skip(), gr.skip(), "Type a message first.", gr.skip()
@@ -92,7 +103,9 @@ class ChatUI:
             thread = renderer.thread_id or session.thread_id or ""
             shown = safe_messages(messages)
             # Once the thread id is known the browser keeps it, so a reload mid-answer finds the thread.
-            stored = self._stored(agent, thread, shown) if isinstance(event, Metadata) else gr.skip()
+            stored: StoredSession | Skip = (
+                self._stored(agent, thread, shown) if isinstance(event, Metadata) else gr.skip()
+            )
             yield shown, gr.skip(), thread, gr.skip(), stored
         renderer.finish()
         shown = safe_messages(messages)
@@ -107,11 +120,11 @@ class ChatUI:
         yield shown, gr.skip(), thread, status, self._stored(agent, thread, shown)
 
     @staticmethod
-    def _stored(agent: str, thread_id: str | None, messages: list[ChatMessage]) -> dict[str, Any]:
+    def _stored(agent: str, thread_id: str | None, messages: list[ChatMessage]) -> StoredSession:
         return BrowserSession(agent=agent, thread_id=thread_id or None, messages=messages).model_dump()
 
-    async def restore(self, raw_session: Any) -> tuple[Any, ...]:
-        """Page load. outputs: agent picker, chatbot, thread id, status, session."""
+    async def restore(self, raw_session: Any) -> RestoreOutputs:
+        """Page load: the stored conversation (outputs: agent picker, chatbot, thread id, status, session)."""
         session = BrowserSession.load(raw_session)
         agent = self._agent(session.agent)
         if not session.thread_id or session.agent != agent:
@@ -119,8 +132,10 @@ class ChatUI:
         messages, status = await self._history(agent, session.thread_id, session.messages)
         return agent, messages, session.thread_id, status, self._stored(agent, session.thread_id, messages)
 
-    async def continue_thread(self, thread_id: str, agent: str | None, raw_session: Any) -> tuple[Any, ...]:
-        """outputs: chatbot, thread id, status, session."""
+    async def continue_thread(
+        self, thread_id: str, agent: str | None, raw_session: Any
+    ) -> ConversationOutputs:
+        """Switch to thread ``thread_id`` of ``agent`` (outputs: chatbot, thread id, status, session)."""
         thread_id = (thread_id or "").strip()
         if not is_valid_thread_id(thread_id):
             return gr.skip(), gr.skip(), f"⚠️ {_code(thread_id or ' ')} is not a valid thread id.", gr.skip()
@@ -133,8 +148,10 @@ class ChatUI:
     async def _history(
         self, agent: str, thread_id: str, cached: list[ChatMessage]
     ) -> tuple[list[ChatMessage], str]:
-        """The thread's messages: the agent's when it answers, else this browser's copy; and a status.
-        Both made safe to show (a copy stored by an older version may hold raw answers)."""
+        """The thread's messages (the agent's when it answers, else this browser's copy) and a status.
+
+        Both copies are made safe to show: one stored by an older version may hold raw answers.
+        """
         cached = safe_messages(cached)
         try:
             history = await self.client.fetch_thread(self.agent_urls[agent], thread_id)
@@ -164,7 +181,8 @@ def build_blocks(
 ) -> gr.Blocks:
     """The page; its handlers stream through ``client``."""
     ui = ChatUI(agent_urls, client)
-    with gr.Blocks(title=title, analytics_enabled=False, fill_width=False) as blocks:
+    blocks = gr.Blocks(title=title, analytics_enabled=False, fill_width=False)
+    with blocks:  # not ``as blocks``: Blocks.__enter__ is untyped
         gr.Markdown(
             f"## {title}\nAnswers stream live; tool calls and delegations to other agents appear as steps."
         )
@@ -207,20 +225,25 @@ def build_blocks(
                 continue_id = gr.Textbox(label="Thread id", elem_id="continue-id", scale=4)
                 continue_btn = gr.Button("Continue thread", elem_id="continue", scale=1)
 
-        send_args = {
-            "fn": ui.send,
-            "inputs": [message, agent, session],
-            "outputs": [chatbot, message, thread, status, session],
-            "concurrency_limit": concurrency_limit,
-            "api_visibility": "private",
-        }
-        message.submit(**send_args)
-        send.click(**send_args)
-        fresh = {"outputs": [chatbot, thread, status, session], "api_visibility": "private"}
-        new_chat.click(ui.new_chat, inputs=[agent], **fresh)
-        chatbot.clear(ui.new_chat, inputs=[agent], **fresh)
-        agent.input(ui.new_chat, inputs=[agent], **fresh)
-        continue_btn.click(ui.continue_thread, inputs=[continue_id, agent, session], **fresh)
+        send_inputs = [message, agent, session]
+        send_outputs = [chatbot, message, thread, status, session]
+        for listener in (message.submit, send.click):
+            listener(
+                ui.send,
+                inputs=send_inputs,
+                outputs=send_outputs,
+                concurrency_limit=concurrency_limit,
+                api_visibility="private",
+            )
+        conversation = [chatbot, thread, status, session]  # what starting or switching a conversation sets
+        for listener in (new_chat.click, chatbot.clear, agent.input):
+            listener(ui.new_chat, inputs=[agent], outputs=conversation, api_visibility="private")
+        continue_btn.click(
+            ui.continue_thread,
+            inputs=[continue_id, agent, session],
+            outputs=conversation,
+            api_visibility="private",
+        )
         blocks.load(
             ui.restore,
             inputs=[session],

@@ -48,13 +48,17 @@ class AgentClient:
         return self._agents[agent_url]
 
     async def aclose(self) -> None:
+        """Close the pooled HTTP client (every agent's client shares it)."""
         await self._http.aclose()
 
     async def stream_chat(
         self, agent_url: str, user_request: str, thread_id: str | None = None
     ) -> AsyncIterator[ChatEvent]:
-        """The agent's events for one request. Never raises for transport or HTTP failures: they come as
-        an :class:`Error` event, after which the stream ends (no ``done`` follows a UI-side error)."""
+        """The agent's events for one request; transport and HTTP failures come as an event, not raised.
+
+        Such a failure is an :class:`Error` event, after which the stream ends (no ``done`` follows a
+        UI-side error).
+        """
         try:
             async for event in self.agent(agent_url).stream(user_request, thread_id):
                 yield event

@@ -26,6 +26,7 @@ class UISettings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_ui_settings() -> UISettings:
+    """The UI's environment settings, read once per process."""
     return UISettings()
 
 

@@ -78,8 +78,11 @@ def _inline_inert(prose: str) -> str:
 
 
 def _as_gradio_shows(text: str) -> str:
-    """Gradio passes message text through ``inspect.cleandoc``; applied until nothing changes, the
-    text this module looks at is exactly the text the browser's Markdown parser gets."""
+    """``text`` as the browser's Markdown parser gets it, so this module judges exactly that text.
+
+    Gradio passes message text through ``inspect.cleandoc``; applied until nothing changes, it gives
+    what any number of such passes would.
+    """
     while (cleaned := inspect.cleandoc(text)) != text:
         text = cleaned
     return text
@@ -113,8 +116,10 @@ def safe_markdown(text: str) -> str:
 
 
 def safe_messages(messages: list[ChatMessage]) -> list[ChatMessage]:
-    """Copies of ``messages`` with every text passed through :func:`safe_markdown`: what the Chatbot
-    shows and the browser stores."""
+    """Copies of ``messages`` with every text passed through :func:`safe_markdown`.
+
+    This is what the Chatbot shows and the browser stores.
+    """
     return [
         {**message, "content": safe_markdown(message["content"])}
         if isinstance(message.get("content"), str)
@@ -124,6 +129,7 @@ def safe_messages(messages: list[ChatMessage]) -> list[ChatMessage]:
 
 
 def step_label(tool_name: str) -> str:
+    """A step's title: a delegation for ``a2a_*`` tools, else the tool's name."""
     if tool_name.startswith(A2A_PREFIX):
         return f"Delegated to {tool_name[len(A2A_PREFIX) :]} agent ({tool_name})"
     return f"Tool {tool_name}"
@@ -142,12 +148,14 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def args_markdown(args: dict[str, Any]) -> str:
+    """A tool call's arguments as a (shortened) JSON block."""
     return "**Arguments**\n" + _fenced(
         _shorten(json.dumps(args, indent=2, ensure_ascii=False), ARGS_CHARS), "json"
     )
 
 
 def step_message(call_id: str, name: str, args: dict[str, Any]) -> ChatMessage:
+    """A pending, collapsible step for one tool call, showing its arguments."""
     return {
         "role": "assistant",
         "content": args_markdown(args),
@@ -170,14 +178,17 @@ def complete_step(
 
 
 def error_message(error: Error) -> ChatMessage:
+    """The chat message that shows an error event."""
     return {"role": "assistant", "content": f"⚠️ **Error** `{error.code}`: {error.message}"}
 
 
 def usage_line(usage: Usage) -> str:
+    """The token-usage line appended to an answer."""
     return f"*Tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion*"
 
 
 def is_step(message: ChatMessage) -> bool:
+    """Whether ``message`` is a tool step rather than text of the conversation."""
     return bool((message.get("metadata") or {}).get("title"))
 
 
@@ -197,6 +208,7 @@ class AnswerRenderer:
         self._streamed = ""
 
     def apply(self, event: ChatEvent) -> None:
+        """Fold one event into the messages (and into ``thread_id``, ``usage``, ``error``)."""
         if isinstance(event, Metadata):
             self.thread_id = event.thread_id
         elif isinstance(event, Token):
@@ -269,10 +281,13 @@ def render_history(history: list[ThreadMessage]) -> list[ChatMessage]:
                 steps[call.id] = (message, call.name)
                 messages.append(message)
         elif item.role == "tool":
-            message, name = steps.pop(item.tool_call_id or "", (None, item.name or "tool"))
-            if message is None:
+            step = steps.pop(item.tool_call_id or "", None)
+            if step is None:  # a result without its call: a finished step of its own
+                name = item.name or "tool"
                 message = step_message(item.tool_call_id or "", name, {})
                 messages.append(message)
+            else:
+                message, name = step
             status = "error" if (item.status or "").lower() == "error" else "ok"
             complete_step(message, name, status, item.content, None)
     for message, name in steps.values():

@@ -192,8 +192,11 @@ def card_bodies(card: AgentCard) -> dict[str, dict[str, Any]]:
 
 
 def card_version(header: str | None) -> str:
-    """Which card a request gets from its ``A2A-Version`` header: none (or 0.x) is a 0.3 client, as the
-    A2A 1.0 spec and the SDK's request handlers read it; anything else gets the 1.0 card."""
+    """Which card a request gets from its ``A2A-Version`` header.
+
+    No header (or 0.x) is a 0.3 client, as the A2A 1.0 spec and the SDK's request handlers read it;
+    anything else gets the 1.0 card.
+    """
     header = (header or "").strip()
     try:
         legacy = not header or Version(header).major == 0
@@ -297,9 +300,7 @@ async def _agent_ready(client: httpx.AsyncClient, health_url: str) -> bool:
         return False
 
 
-@serve.deployment
-@serve.ingress()
-class A2AAgentDeployment:
+class A2AAgentReplica:
     """One replica of an A2A app; the ASGI app (and its protobuf card) is built on the replica."""
 
     def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
@@ -310,6 +311,11 @@ class A2AAgentDeployment:
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return self._app
+
+
+# The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.
+A2AAgentDeployment: serve.Deployment = serve.deployment()(serve.ingress()(A2AAgentReplica))
+"""The Serve deployment of :class:`A2AAgentReplica`; builders set its name and sizing."""
 
 
 def a2a_app_builder(agent: Any = None, **fields: Any) -> Callable[[A2AAgentArgs], Application]:

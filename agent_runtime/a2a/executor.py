@@ -59,8 +59,10 @@ _TOOL_CONTENT_LIMIT = 200
 
 
 def thread_id_for_context(context_id: str) -> str:
-    """The chat ``thread_id`` for an A2A context id: the id itself when the chat app accepts it, otherwise
-    a stable hash, so every message of one A2A context lands in the same conversation."""
+    """The chat ``thread_id`` for an A2A context id, so every message of one context lands in one thread.
+
+    That is the id itself when the chat app accepts it, otherwise a stable hash of it.
+    """
     if is_valid_thread_id(context_id):
         return context_id
     return "a2a-" + hashlib.sha256(context_id.encode()).hexdigest()[:40]
@@ -131,12 +133,18 @@ class ChatAgentExecutor(AgentExecutor):
         self._canceled: set[str] = set()
 
     async def aclose(self) -> None:
+        """Stop the runs of this replica (which closes their ``/chat`` streams) and our HTTP client."""
         for run in list(self._runs.values()):
             run.cancel()
         if self._owns_http:
             await self._http.aclose()
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        """Run the message as one ``/chat`` stream, reporting the task from ``submitted`` to its end.
+
+        The run is a task of its own, so :meth:`cancel` (or a cancel recorded by another replica, seen by
+        polling the task store) can stop it and close the stream.
+        """
         task_id, context_id = context.task_id, context.context_id
         assert task_id and context_id, "the request handler assigns task and context ids"
         updater = TaskUpdater(event_queue, task_id, context_id)
@@ -193,10 +201,12 @@ class ChatAgentExecutor(AgentExecutor):
             await updater.cancel(updater.new_agent_message([new_text_part("Task canceled.")]))
 
     async def _watch_for_cancel(
-        self, task_id: str, call_context: ServerCallContext, run: asyncio.Task
+        self, task_id: str, call_context: ServerCallContext, run: asyncio.Task[None]
     ) -> bool:
-        """Poll the task's stored state while ``run`` goes on; cancel the run when the state is CANCELED
-        (recorded by another replica). Returns whether it did."""
+        """Poll the task's stored state while ``run`` goes on; cancel the run when the state is CANCELED.
+
+        CANCELED there was recorded by another replica. Returns whether it canceled the run.
+        """
         assert self.task_store is not None
         while not run.done():
             await asyncio.sleep(self.cancel_check_s)

@@ -1,5 +1,7 @@
-"""The SSE chat deployment: ``POST /chat`` streams an agent run as ``protocols.events``; ``GET /health``;
-``GET`` / ``DELETE /threads/{thread_id}`` read and forget a conversation.
+"""The SSE chat deployment of an agent: ``POST /chat``, the thread API and ``GET /health``.
+
+``POST /chat`` streams an agent run as ``protocols.events``; ``GET`` / ``DELETE /threads/{thread_id}`` read
+and forget a conversation.
 
 Conversations live in the platform database (:mod:`agent_runtime.state.database`), shared by every replica
 of the agent and by its A2A face. One run per thread at a time: a message for a thread whose run is still
@@ -19,7 +21,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI, Request, Response
@@ -138,34 +140,26 @@ def create_chat_app(
     shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, memory and leases
     stay in this process.
     """
-    leases: LeaseStore = LocalThreadLeases()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal leases
-        background: list[asyncio.Task[None]] = []
-        if database is not None:
-            await runner.use_database(database)
-            leases = ThreadLeases(database.engine)
-            if retention_days:
-                purge = run_periodically(database, timedelta(days=retention_days))
-                background.append(asyncio.create_task(purge, name="retention"))
-        background.append(asyncio.create_task(runner.warm_up(), name=f"{runner.name}-warm-up"))
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-            await asyncio.wait(background, timeout=5)
-            await runner.aclose()
-            if database is not None:
-                await database.aclose()
-
-    app = FastAPI(title=f"{runner.name} chat agent", lifespan=lifespan)
+    routes = _ChatRoutes(runner, ping_s=ping_s)
+    app = FastAPI(title=f"{runner.name} chat agent", lifespan=_lifespan(routes, database, retention_days))
     install_api_error_handlers(app)
+    app.post("/chat", response_model=None)(routes.chat)
+    app.get("/threads/{thread_id}", response_model=None)(routes.get_thread)
+    app.delete("/threads/{thread_id}", response_model=None)(routes.delete_thread)
+    app.get("/health")(routes.health)
+    return app
 
-    @app.post("/chat", response_model=None)
-    async def chat(request: Request) -> EventSourceResponse:
+
+class _ChatRoutes:
+    """The chat app's handlers over one runner; ``leases`` moves to the database at start-up."""
+
+    def __init__(self, runner: BaseAgentRunner, *, ping_s: float) -> None:
+        self.runner = runner
+        self.ping_s = ping_s
+        self.leases: LeaseStore = LocalThreadLeases()
+
+    async def chat(self, request: Request) -> EventSourceResponse:
+        runner, leases = self.runner, self.leases
         parsed = await parse_chat_request(request)
         thread_id = parsed.thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
@@ -189,27 +183,26 @@ def create_chat_app(
             frames(),
             # X-Replica-Id: which replica ran it (hostname:pid), for logs and multi-replica tests.
             headers={"X-Thread-Id": thread_id, "X-Run-Id": run_id, "X-Replica-Id": replica_id()},
-            ping=ping_s,
+            ping=self.ping_s,
             background=BackgroundTask(lease.release),  # also when the stream never started
         )
 
-    @app.get("/threads/{thread_id}", response_model=None)
-    async def get_thread(thread_id: str) -> JSONResponse:
+    async def get_thread(self, thread_id: str) -> JSONResponse:
         _check_thread_id(thread_id)
         try:
-            view = await runner.read_thread(thread_id)
+            view = await self.runner.read_thread(thread_id)
         except Exception as exc:
             raise _storage_unavailable(thread_id, exc) from None
         if view is None:
             raise _thread_not_found(thread_id)
         return JSONResponse(view.model_dump(mode="json", exclude_none=True))
 
-    @app.delete("/threads/{thread_id}", response_model=None)
-    async def delete_thread(thread_id: str) -> Response:
+    async def delete_thread(self, thread_id: str) -> Response:
         _check_thread_id(thread_id)
+        runner = self.runner
         key = runner.thread_key(thread_id)
         try:
-            lease = await leases.acquire(key, f"delete-{uuid.uuid4().hex}", max_hold_s=LEASE_MARGIN_S)
+            lease = await self.leases.acquire(key, f"delete-{uuid.uuid4().hex}", max_hold_s=LEASE_MARGIN_S)
         except ThreadBusy:
             raise _thread_busy(thread_id) from None
         except Exception as exc:
@@ -225,17 +218,41 @@ def create_chat_app(
         logger.info("thread %s of agent %s deleted", thread_id, runner.name)
         return Response(status_code=204)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        report = await runner.health()
+    async def health(self) -> JSONResponse:
+        report = await self.runner.health()
         return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
 
-    return app
+
+def _lifespan(
+    routes: _ChatRoutes, database: Database | None, retention_days: float | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shutdown: the database (memory, leases, retention) and the runner's warm-up."""
+    runner = routes.runner
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background: list[asyncio.Task[None]] = []
+        if database is not None:
+            await runner.use_database(database)
+            routes.leases = ThreadLeases(database.engine)
+            if retention_days:
+                purge = run_periodically(database, timedelta(days=retention_days))
+                background.append(asyncio.create_task(purge, name="retention"))
+        background.append(asyncio.create_task(runner.warm_up(), name=f"{runner.name}-warm-up"))
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.wait(background, timeout=5)
+            await runner.aclose()
+            if database is not None:
+                await database.aclose()
+
+    return lifespan
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
-@serve.ingress()
-class ChatAgentDeployment:
+class ChatAgentReplica:
     """One replica of an SSE chat agent; the app is built here, in the replica."""
 
     def __init__(self, spec: AgentSpec, args: ChatAgentArgs) -> None:
@@ -250,6 +267,13 @@ class ChatAgentDeployment:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app
+
+
+# The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.
+ChatAgentDeployment: serve.Deployment = serve.deployment(
+    ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64
+)(serve.ingress()(ChatAgentReplica))
+"""The Serve deployment of :class:`ChatAgentReplica`; builders set its name and sizing."""
 
 
 def chat_app_builder(spec: AgentSpec) -> Callable[[ChatAgentArgs], Application]:

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 import asyncpg
+import psycopg
 from a2a.server.cluster import DatabaseTaskEventStream, VersionedDatabaseTaskStore
 from a2a.server.context import ServerCallContext
 from a2a.server.models import TaskEventModel, TaskModel, TaskVersionModel
@@ -45,10 +46,10 @@ from a2a.server.owner_resolver import resolve_user_scope
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Column, Connection, Float, MetaData, String, Table, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from platform_core.errors import describe_error
@@ -113,6 +114,7 @@ class DatabaseURL:
 
     @classmethod
     def parse(cls, url: str) -> "DatabaseURL":
+        """Read a ``DATABASE_URL``; raises ``ValueError`` for a scheme or path the platform cannot use."""
         scheme, sep, rest = url.partition("://")
         backend = scheme.split("+", 1)[0].lower()
         if not sep:
@@ -177,11 +179,37 @@ async def enable_wal(path: Path) -> None:
             delay = min(delay * 2, 0.5)
 
 
+# An execution option of SQLite connections from :func:`single_statements`: no BEGIN IMMEDIATE, each
+# statement commits on its own (the driver connection is in autocommit, see _sqlite_connect).
+_SQLITE_SINGLE_STATEMENTS = "platform_single_statements"
+
+
 def _sqlite_begin(conn: Connection) -> None:
     # Take the write lock when a transaction starts: a transaction that reads, then writes (a2a-sdk's
     # compare-and-swap, check-then-create) stays atomic across processes, and SQLite never has to answer
     # "database is locked" at once to break a lock-upgrade deadlock.
+    if conn.get_execution_options().get(_SQLITE_SINGLE_STATEMENTS):
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@asynccontextmanager
+async def single_statements(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection on which every statement commits on its own.
+
+    For work that is one atomic statement each (the thread leases' INSERT, conditional UPDATE, DELETE
+    and SELECT).
+    On SQLite a transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) holds the file's one write lock across
+    three trips between the event loop and the driver's thread: on a busy event loop that is long, and
+    every other process's writer waits for it (or gives up with "database is locked"). Here the lock is
+    held only while the statement runs, and reads take no write lock at all. On PostgreSQL: autocommit.
+    """
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.execution_options(**{_SQLITE_SINGLE_STATEMENTS: True})
+        else:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 def create_engine(url: DatabaseURL, *, pool_size: int = 5) -> AsyncEngine:
@@ -210,7 +238,7 @@ def create_engine(url: DatabaseURL, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
-def _scoped_owner(scope: str):
+def _scoped_owner(scope: str) -> Callable[[ServerCallContext], str]:
     def owner(context: ServerCallContext) -> str:
         return f"{scope}:{resolve_user_scope(context)}"
 
@@ -225,11 +253,12 @@ class Database:
         self.pool_size = pool_size
         self._engine: AsyncEngine | None = None
         self._opened = False
-        self._saver: BaseCheckpointSaver | None = None
+        self._saver: BaseCheckpointSaver[str] | None = None
         self._closers: list[Any] = []
 
     @property
     def kind(self) -> str:
+        """``sqlite`` or ``postgresql``."""
         return self.url.kind
 
     @property
@@ -240,8 +269,11 @@ class Database:
         return self._engine
 
     async def open(self) -> "Database":
-        """Connect (failing clearly when the database is unreachable) and create the platform's tables
-        (``thread_runs`` and the A2A task tables; the checkpoint tables come with :meth:`checkpointer`)."""
+        """Connect (failing clearly when the database is unreachable) and create the platform's tables.
+
+        Those are ``thread_runs`` and the A2A task tables; the checkpoint tables come with
+        :meth:`checkpointer`.
+        """
         if self._opened:
             return self
         try:
@@ -256,11 +288,12 @@ class Database:
         logger.info("database: %s", self.url.describe())
         return self
 
-    async def checkpointer(self) -> BaseCheckpointSaver:
+    async def checkpointer(self) -> BaseCheckpointSaver[str]:
         """LangGraph's saver on this database (opened once; its tables are created then)."""
         if self._saver is not None:
             return self._saver
         await self.open()
+        saver: BaseCheckpointSaver[str]
         try:
             if self.url.kind == "sqlite":
                 saver = await self._open_sqlite_saver()
@@ -276,8 +309,11 @@ class Database:
     def task_store(
         self, scope: str, *, poll_interval_s: float = 0.5
     ) -> tuple[VersionedDatabaseTaskStore, DatabaseTaskEventStream]:
-        """a2a-sdk's clustered task store and event stream for the agent ``scope`` (the request handler
-        is built before the app's event loop runs; :meth:`open` creates the tables at start-up)."""
+        """a2a-sdk's clustered task store and event stream for the agent ``scope``.
+
+        Made before the app's event loop runs (the request handler needs them then); :meth:`open` creates
+        their tables at start-up.
+        """
         store = VersionedDatabaseTaskStore(self.engine, owner_resolver=_scoped_owner(scope))
         stream = DatabaseTaskEventStream(self.engine, poll_interval_s=poll_interval_s)
         return store, stream
@@ -314,6 +350,7 @@ class Database:
     async def _open_postgres_saver(self) -> AsyncPostgresSaver:
         pool = AsyncConnectionPool(
             self.url.libpq_url,
+            connection_class=psycopg.AsyncConnection[DictRow],  # what the row_factory below makes
             min_size=1,
             max_size=self.pool_size,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
@@ -322,7 +359,7 @@ class Database:
         )
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         self._closers.append(pool.close)
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver = AsyncPostgresSaver(pool)
         async with self._schema_lock():
             await saver.setup()
         return saver

@@ -40,11 +40,18 @@ _checkpoints = Table("checkpoints", MetaData(), Column("thread_id", String), Col
 
 @dataclass(frozen=True)
 class RetentionReport:
+    """What one :func:`purge` deleted (or, with ``dry_run``, would delete)."""
+
     cutoff: datetime
+    """Anything last written before this went."""
     threads: int
+    """Conversations deleted."""
     tasks: int
+    """A2A tasks deleted, with their versions and events."""
     expired_claims: int
+    """Expired ``thread_runs`` rows deleted (always 0 in a dry run: they are not counted)."""
     dry_run: bool
+    """Only counted: nothing was deleted."""
 
 
 def checkpoint_time(checkpoint_id: str) -> datetime | None:
@@ -145,6 +152,7 @@ async def run_periodically(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The retention command (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--older-than-days", type=float, required=True, help="age limit in days (> 0)")
     parser.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")

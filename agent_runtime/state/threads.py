@@ -37,7 +37,7 @@ def thread_message(message: BaseMessage) -> ThreadMessage | None:
     return None
 
 
-async def read_thread(saver: BaseCheckpointSaver, key: str, thread_id: str) -> ThreadView | None:
+async def read_thread(saver: BaseCheckpointSaver[str], key: str, thread_id: str) -> ThreadView | None:
     """The conversation stored under ``key``, or ``None`` when there is none."""
     stored = await saver.aget_tuple({"configurable": {"thread_id": key, "checkpoint_ns": ""}})
     if stored is None:

@@ -32,6 +32,8 @@ _MAX_DESCRIPTION_CHARS = 1000
 
 
 class A2AQuery(BaseModel):
+    """The arguments of an A2A agent's tool: one self-contained request."""
+
     query: str = Field(description="The request for the agent in plain language, with every detail it needs.")
 
 
@@ -121,10 +123,12 @@ class A2AAgents(RefreshingToolSource):
 
     @property
     def agents(self) -> dict[str, str]:
+        """Tool name -> route or URL of the A2A app (the ``endpoints`` under their A2A name)."""
         return self.endpoints
 
     @property
     def load_timeout_s(self) -> float:
+        """``card_timeout_s``: loading an agent's tools is fetching its card."""
         return self.card_timeout_s
 
     def _should_wait(self, due: list[str]) -> bool:

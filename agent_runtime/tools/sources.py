@@ -81,8 +81,9 @@ class ToolSource(abc.ABC):
         """Per-endpoint state for ``/health`` (none by default)."""
         return {}
 
-    async def aclose(self) -> None:  # noqa: B027 (a default, not a forgotten abstract method)
+    async def aclose(self) -> None:
         """Release connections and background tasks (the app's shutdown); nothing by default."""
+        return  # a default that does nothing, not a forgotten abstract method
 
 
 def resolve_url(route_or_url: str) -> str:
@@ -112,9 +113,11 @@ class StaticTools(ToolSource):
         self._tools = unique_by_name(tools)
 
     async def get_tools(self) -> list[BaseTool]:
+        """The tools given, without duplicate names (a copy: callers may change the list)."""
         return list(self._tools)
 
     def status(self) -> dict[str, SourceStatus]:
+        """One always-healthy ``local`` endpoint."""
         return {"local": SourceStatus(ok=True, tools=[t.name for t in self._tools])}
 
 
@@ -126,10 +129,12 @@ class CombinedTools(ToolSource):
 
     @property
     def label(self) -> str:
+        """``CombinedTools(<label of each part>)``."""
         return f"CombinedTools({', '.join(s.label for s in self.sources)})"
 
     @property
     def endpoint_names(self) -> frozenset[str]:
+        """The endpoint names of every part."""
         return frozenset(name for s in self.sources for name in s.endpoint_names)
 
     def with_overrides(
@@ -149,6 +154,7 @@ class CombinedTools(ToolSource):
         return type(self)(*parts)
 
     async def get_tools(self) -> list[BaseTool]:
+        """Every part's tools, in order, loaded concurrently; a name already taken keeps the first tool."""
         results = await asyncio.gather(*(s.get_tools() for s in self.sources), return_exceptions=True)
         tools: list[BaseTool] = []
         for source, result in zip(self.sources, results, strict=True):
@@ -161,12 +167,14 @@ class CombinedTools(ToolSource):
         return unique_by_name(tools)
 
     def status(self) -> dict[str, SourceStatus]:
+        """Every part's endpoints in one mapping."""
         merged: dict[str, SourceStatus] = {}
         for source in self.sources:
             merged.update(source.status())
         return merged
 
     async def aclose(self) -> None:
+        """Close every part, concurrently."""
         await asyncio.gather(*(source.aclose() for source in self.sources))
 
 
@@ -182,6 +190,7 @@ class EndpointState:
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.5, max_s=15.0))
 
     def status(self) -> SourceStatus:
+        """The endpoint as ``/health`` reports it: ok once loaded and while its last load worked."""
         return SourceStatus(
             ok=self.error is None and self.loaded_at is not None,
             url=self.url,
@@ -223,10 +232,12 @@ class RefreshingToolSource(ToolSource):
 
     @property
     def label(self) -> str:
+        """The class and its endpoint names: ``MCPServers(weather, search)``."""
         return f"{type(self).__name__}({', '.join(self.endpoints)})"
 
     @property
     def endpoint_names(self) -> frozenset[str]:
+        """The keys of ``endpoints``."""
         return frozenset(self.endpoints)
 
     def with_overrides(
@@ -247,6 +258,7 @@ class RefreshingToolSource(ToolSource):
         return clone
 
     async def get_tools(self) -> list[BaseTool]:
+        """The endpoints' last known tools, after starting (and maybe awaiting) the refresh of those due."""
         states = self._states()
         now = time.monotonic()
         due = [name for name, s in states.items() if now >= s.next_attempt]
@@ -257,6 +269,7 @@ class RefreshingToolSource(ToolSource):
         return self._snapshot()
 
     def status(self) -> dict[str, SourceStatus]:
+        """Each endpoint's state by name (resolving URLs first, as :meth:`get_tools` does)."""
         return {name: state.status() for name, state in self._states().items()}
 
     async def aclose(self) -> None:

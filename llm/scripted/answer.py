@@ -28,6 +28,15 @@ def compose_answer(
     notes: list[str],
     model_name: str,
 ) -> str:
+    """The text answer of a turn: quotes of its tool results, else why there are none.
+
+    Args:
+        conversation: the request and the turn's tool calls and results.
+        tools: every tool the client offered.
+        relevant: the tools the request is about.
+        notes: what the policy has to say (a missing place, a tool that cannot be used).
+        model_name: how the answer names the model (it always says it is an offline model).
+    """
     results = conversation.results
     if results:
         return _from_results(conversation, results, notes, model_name)
@@ -177,8 +186,11 @@ def _render_item(item: Any, depth: int) -> list[str]:
 
 
 def _quote_text(text: str, request: str, budget: int) -> str:
-    """The whole text if it fits; else its first line, the lines sharing words with the request, then
-    the following lines in order while they fit; quoted in their original order."""
+    """The whole text if it fits, else the lines that matter most for the request.
+
+    Those are its first line, the lines sharing words with the request, then the following lines in
+    order while they fit; quoted in their original order.
+    """
     lines: list[str] = []
     for line in text.strip().splitlines():
         pieces = re.split(r"(?<=[.!?])\s+", line.rstrip()) if len(line) > 300 else [line.rstrip()]

@@ -32,6 +32,7 @@ MAX_URLS_PER_TOOL = 2
 MAX_CALLS_PER_TOOL = 4
 _RECORD_KINDS = ("number", "integer", "string", "state", "enum")
 _MISSING = object()
+_Option = tuple[Any, ToolResult | None]  # a value for a parameter, and the result it came from (if any)
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Candidate:
 
 @dataclass
 class Filling:
+    """What :func:`fill` found for one tool: the calls it could make now, or the parameters it lacks."""
+
     candidates: list[Candidate] = field(default_factory=list)
     missing: list[ParamSpec] = field(default_factory=list)
     from_results: list[ParamSpec] = field(default_factory=list)  # required params earlier results fill
@@ -87,30 +90,46 @@ def _clamp(number: float, schema: dict[str, Any]) -> float:
 
 
 def conform(param: ParamSpec, value: Any, *, clamp: bool = False) -> Any:
-    """``value`` converted to what the schema accepts, or ``_MISSING`` when it does not fit."""
-    schema = param.schema
+    """``value`` converted to what the schema accepts, or ``_MISSING`` when it does not fit.
+
+    ``clamp`` pulls a number into ``minimum``/``maximum`` (and rounds it for an integer) instead of
+    rejecting it: right for a value the user asked for ("14 days" where 7 is the most).
+    """
     if param.kind in ("number", "integer"):
-        number = _number(value)
-        if number is None:
-            return _MISSING
-        if clamp:
-            number = _clamp(number, schema)
-        if not _in_range(number, schema):
-            return _MISSING
-        if param.kind == "integer":
-            return int(round(number)) if number == round(number) or clamp else _MISSING
-        return int(number) if number == int(number) and isinstance(value, int) else number
+        return _conform_number(param, value, clamp=clamp)
     if param.kind == "boolean":
         return value if isinstance(value, bool) else _MISSING
     if param.kind == "enum":
-        options = schema.get("enum", [])
-        for option in options:
-            if option == value or (isinstance(option, str) and str(value).lower() == option.lower()):
-                return option
-        return _MISSING
+        return _conform_enum(param, value)
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         return _MISSING
-    text = str(value).strip()
+    return _conform_text(param, str(value).strip())
+
+
+def _conform_number(param: ParamSpec, value: Any, *, clamp: bool) -> Any:
+    number = _number(value)
+    if number is None:
+        return _MISSING
+    if clamp:
+        number = _clamp(number, param.schema)
+    if not _in_range(number, param.schema):
+        return _MISSING
+    if param.kind == "integer":
+        return int(round(number)) if number == round(number) or clamp else _MISSING
+    return int(number) if number == int(number) and isinstance(value, int) else number
+
+
+def _conform_enum(param: ParamSpec, value: Any) -> Any:
+    """The enum option ``value`` names (strings compare case-insensitively)."""
+    for option in param.schema.get("enum", []):
+        if option == value or (isinstance(option, str) and str(value).lower() == option.lower()):
+            return option
+    return _MISSING
+
+
+def _conform_text(param: ParamSpec, text: str) -> Any:
+    """A string parameter's value: state codes, ``pattern`` and lengths checked (a query is cut)."""
+    schema = param.schema
     if param.kind == "state" and _wants_code(param):
         text = us_state_code(text) or ""
     if not text:
@@ -137,7 +156,7 @@ def _wants_code(param: ParamSpec) -> bool:
 
 
 def _explicit_number(param: ParamSpec, request: str) -> list[float]:
-    """ "3 days" for ``days``, "latitude 47.6" for ``latitude``."""
+    """Numbers the request gives a parameter by name: "3 days" for ``days``, "latitude 47.6"."""
     found: list[float] = []
     for word in words(param.name):
         stem_ = re.escape(word.rstrip("s"))
@@ -187,9 +206,9 @@ def fallback_value(param: ParamSpec) -> Any:
 # --- candidates -------------------------------------------------------------------------------------------
 
 
-def _options(param: ParamSpec, conversation: Conversation) -> list[tuple[Any, ToolResult | None]]:
+def _options(param: ParamSpec, conversation: Conversation) -> list[_Option]:
     clamp = param.kind in ("number", "integer")
-    options: list[tuple[Any, ToolResult | None]] = []
+    options: list[_Option] = []
     for value in request_values(param, conversation):
         fitted = conform(param, value, clamp=clamp)
         if fitted is not _MISSING and all(fitted != v for v, _ in options):
@@ -222,50 +241,89 @@ def _from_results(
 
 def fill(tool: ToolSpec, conversation: Conversation) -> Filling:
     """Every argument set the tool could be called with now (including ones already called)."""
-    fixed: dict[str, Any] = {}
-    multi: dict[str, list[tuple[Any, ToolResult | None]]] = {}
-    from_results: list[ParamSpec] = []
-    missing: list[ParamSpec] = []
+    sources = _sources(tool, conversation)
+    record_sets = _record_sets(tool, conversation, sources)
+    if sources.missing:
+        return Filling([], sources.missing, sources.from_results)
+    candidates = _candidates(tool, sources, record_sets)
+    return Filling(candidates[:MAX_CALLS_PER_TOOL], [], sources.from_results)
+
+
+@dataclass
+class _Sources:
+    """Where each parameter of one tool gets its value, as :func:`_sources` sorts them."""
+
+    fixed: dict[str, Any] = field(default_factory=dict)  # one value
+    multi: dict[str, list[_Option]] = field(default_factory=dict)  # several (places, URLs)
+    from_results: list[ParamSpec] = field(default_factory=list)  # required, for earlier results to fill
+    missing: list[ParamSpec] = field(default_factory=list)  # required, and nothing gives a value
+
+
+def _sources(tool: ToolSpec, conversation: Conversation) -> _Sources:
+    """Sort the tool's parameters by where their values come from.
+
+    Optional parameters are set only from the request's own numbers and enum words; the others stay
+    with the tool's defaults.
+    """
+    sources = _Sources()
     for param in tool.params:
         options = _options(param, conversation)
         if not param.required:
             if options and param.kind in ("number", "integer", "enum") and options[0][1] is None:
-                fixed[param.name] = options[0][0]
+                sources.fixed[param.name] = options[0][0]
             continue
         if len(options) > 1:
-            multi[param.name] = options
+            sources.multi[param.name] = options
         elif options:
-            fixed[param.name] = options[0][0]
+            sources.fixed[param.name] = options[0][0]
         elif param.kind in _RECORD_KINDS:
-            from_results.append(param)
+            sources.from_results.append(param)
         elif (value := fallback_value(param)) is not _MISSING:
-            fixed[param.name] = value
+            sources.fixed[param.name] = value
         else:
-            missing.append(param)
+            sources.missing.append(param)
+    return sources
 
-    record_sets: list[tuple[dict[str, Any], Lookup | None]] = [({}, None)]
-    if from_results:
-        record_sets = list(_from_results(tool, from_results, conversation))
-        if not record_sets and (numbers := request_numbers_fill(tool, conversation)) is not None:
-            record_sets = [(numbers, None)]
-        if not record_sets:
-            for param in from_results:
-                value = fallback_value(param)
-                if value is _MISSING:
-                    missing.append(param)
-                else:
-                    fixed[param.name] = value
-            record_sets = [({}, None)]
-    if missing:
-        return Filling([], missing, from_results)
 
-    # One call per value of the first multi-valued parameter (several places or URLs); others take their
-    # best value.
-    driver = next(iter(multi), None)
-    for name, options in multi.items():
+def _record_sets(
+    tool: ToolSpec, conversation: Conversation, sources: _Sources
+) -> list[tuple[dict[str, Any], Lookup | None]]:
+    """Value sets for the parameters that earlier results fill: one per result record that has them all.
+
+    Without such a record, coordinates written in the request; else each parameter's fallback, which
+    moves it to ``sources.fixed`` (or ``sources.missing`` when it has none).
+    """
+    if not sources.from_results:
+        return [({}, None)]
+    record_sets: list[tuple[dict[str, Any], Lookup | None]] = list(
+        _from_results(tool, sources.from_results, conversation)
+    )
+    if record_sets:
+        return record_sets
+    if (numbers := request_numbers_fill(tool, conversation)) is not None:
+        return [(numbers, None)]
+    for param in sources.from_results:
+        value = fallback_value(param)
+        if value is _MISSING:
+            sources.missing.append(param)
+        else:
+            sources.fixed[param.name] = value
+    return [({}, None)]
+
+
+def _candidates(
+    tool: ToolSpec, sources: _Sources, record_sets: list[tuple[dict[str, Any], Lookup | None]]
+) -> list[Candidate]:
+    """One call per record set and per value of the first multi-valued parameter (several places or URLs).
+
+    Other multi-valued parameters take their best value; arguments keep the schema's order.
+    """
+    fixed = dict(sources.fixed)
+    driver = next(iter(sources.multi), None)
+    for name, options in sources.multi.items():
         if name != driver:
             fixed[name] = options[0][0]
-    driver_options: list[tuple[Any, ToolResult | None]] = multi[driver] if driver else [(None, None)]
+    driver_options: list[_Option] = sources.multi[driver] if driver else [(None, None)]
     candidates: list[Candidate] = []
     for (values, found), (value, origin) in itertools.product(record_sets, driver_options):
         args = {**fixed, **values}
@@ -273,12 +331,14 @@ def fill(tool: ToolSpec, conversation: Conversation) -> Filling:
             args[driver] = value
         ordered = {p.name: args[p.name] for p in tool.params if p.name in args}
         candidates.append(Candidate(tool, ordered, found.origin if found else origin, found))
-    return Filling(candidates[:MAX_CALLS_PER_TOOL], [], from_results)
+    return candidates
 
 
 def best_effort_args(tool: ToolSpec, conversation: Conversation) -> dict[str, Any]:
-    """Arguments for a call the client forces (``tool_choice``): whatever can be filled; the tool
-    reports what is still missing."""
+    """Arguments for a call the client forces (``tool_choice``).
+
+    Whatever can be filled is; the tool itself reports what is still missing.
+    """
     filling = fill(tool, conversation)
     if filling.candidates:
         return filling.candidates[0].args
@@ -295,8 +355,11 @@ def best_effort_args(tool: ToolSpec, conversation: Conversation) -> dict[str, An
 
 
 def request_numbers_fill(tool: ToolSpec, conversation: Conversation) -> dict[str, Any] | None:
-    """Coordinates written in the request ("forecast for 47.6, -122.3"): when the request holds exactly
-    as many numbers as the tool has required numeric parameters, they are used in order."""
+    """Coordinates written in the request ("forecast for 47.6, -122.3"), or None.
+
+    Used only when the request holds exactly as many numbers as the tool has required (all numeric)
+    parameters; they are taken in order.
+    """
     numeric = [p for p in tool.required if p.kind in ("number", "integer")]
     numbers = find_numbers(conversation.request)
     if not numeric or len(numbers) != len(numeric) or len(numeric) != len(tool.required):

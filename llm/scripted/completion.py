@@ -24,6 +24,8 @@ ARGUMENT_PIECE_CHARS = 8  # streamed tool-call arguments arrive in pieces this l
 
 @dataclass
 class Reply:
+    """The model's answer to one request, before it becomes a completion body or stream chunks."""
+
     content: str | None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str = "stop"
@@ -31,6 +33,10 @@ class Reply:
 
 
 def generate_reply(request: ChatCompletionRequest, model_name: str) -> Reply:
+    """The scripted model's reply to ``request``: tool calls or text, with usage.
+
+    Deterministic: the same request gives the same reply, tool-call ids included.
+    """
     conversation = read_conversation(request.messages)
     tools = [tool_spec(t) for t in request.tools or []]
     choice = request.tool_choice
@@ -44,7 +50,7 @@ def generate_reply(request: ChatCompletionRequest, model_name: str) -> Reply:
     )
     prompt = prompt_tokens(request)
     if decision.calls:
-        tool_calls = []
+        tool_calls: list[dict[str, Any]] = []
         for index, call in enumerate(decision.calls):
             arguments = json.dumps(call.args, ensure_ascii=False)
             seed = f"{len(request.messages)}:{index}:{call.name}:{arguments}"
@@ -83,10 +89,12 @@ def _limit(text: str, request: ChatCompletionRequest) -> tuple[str, str]:
 
 
 def new_completion_id() -> str:
+    """A fresh ``chatcmpl-...`` id, as OpenAI gives every completion."""
     return "chatcmpl-" + uuid.uuid4().hex
 
 
 def completion_body(reply: Reply, model: str) -> dict[str, Any]:
+    """The reply as a whole ``chat.completion`` body."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
     if reply.tool_calls:
         message["tool_calls"] = reply.tool_calls
@@ -101,8 +109,11 @@ def completion_body(reply: Reply, model: str) -> dict[str, Any]:
 
 
 def completion_chunks(reply: Reply, model: str, include_usage: bool) -> Iterator[dict[str, Any]]:
-    """The reply as stream chunks: role, content pieces or tool-call headers followed by argument
-    pieces, the finish reason, and (``include_usage``) a last chunk with ``usage`` and no choices."""
+    """The reply as ``chat.completion.chunk`` bodies, in the order OpenAI streams them.
+
+    The role first; content pieces, or tool-call headers followed by argument pieces; the finish reason;
+    and with ``include_usage`` a last chunk with ``usage`` and no choices.
+    """
     base = {
         "id": new_completion_id(),
         "object": "chat.completion.chunk",

@@ -24,6 +24,7 @@ class ToolResult:
 
     @property
     def answered(self) -> bool:
+        """Whether the client has sent the call's result."""
         return self.content is not None
 
     @property
@@ -45,6 +46,8 @@ class ToolResult:
 
 @dataclass
 class Conversation:
+    """The latest user request, the earlier ones (newest first) and the current turn's tool calls."""
+
     request: str
     earlier_requests: list[str] = field(default_factory=list)
     calls: list[ToolResult] = field(default_factory=list)
@@ -52,9 +55,11 @@ class Conversation:
 
     @property
     def results(self) -> list[ToolResult]:
+        """The turn's calls whose results the client has sent."""
         return [call for call in self.calls if call.answered]
 
     def was_called(self, name: str, args: dict[str, Any]) -> bool:
+        """Whether the turn already made this exact call (the same tool with the same arguments)."""
         key = call_key(name, args)
         return any(call_key(call.name, call.args) == key for call in self.calls)
 
@@ -65,12 +70,16 @@ class Conversation:
 
 
 def call_key(name: str, args: dict[str, Any]) -> str:
+    """A key that two calls share exactly when they call the same tool with the same arguments."""
     return name + json.dumps(args, sort_keys=True, default=str)
 
 
 def parse_json_content(text: str) -> Any:
-    """JSON in a tool message: a plain JSON document, or a list of ``{"type": "text", "text": ...}`` parts
-    (how LangChain serializes MCP results) whose texts are JSON."""
+    """The JSON in a tool message, or None.
+
+    A plain JSON document, or a list of ``{"type": "text", "text": ...}`` parts (how LangChain
+    serializes MCP results) whose texts are JSON.
+    """
     text = text.strip()
     if not text or text[0] not in "[{":
         return None
@@ -127,12 +136,12 @@ def read_conversation(messages: list[Message]) -> Conversation:
                 by_id[call.id] = result
                 conversation.calls.append(result)
         elif message.role in ("tool", "function"):
-            result = by_id.get(message.tool_call_id or "")
-            if result is None:  # legacy function messages carry a name, no id
-                result = ToolResult(
+            answered = by_id.get(message.tool_call_id or "")
+            if answered is None:  # legacy function messages carry a name, no id
+                answered = ToolResult(
                     message.tool_call_id or f"legacy-{len(by_id)}", message.name or "tool", {}
                 )
-                by_id[result.call_id] = result
-                conversation.calls.append(result)
-            result.content = _tool_message_text(message)
+                by_id[answered.call_id] = answered
+                conversation.calls.append(answered)
+            answered.content = _tool_message_text(message)
     return conversation

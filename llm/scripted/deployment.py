@@ -6,10 +6,8 @@ from ray import serve
 from llm.scripted.server import create_app
 
 
-@serve.deployment(name="ScriptedLLM")
-@serve.ingress()
-class ScriptedLLM:
-    """Deterministic offline model behind the OpenAI API; stateless, so any number of replicas works.
+class ScriptedLLMReplica:
+    """One replica of the deterministic offline model; stateless, so any number of replicas works.
 
     The app is built on the replica (``__serve_build_asgi_app__``) from the constructor's arguments, so
     nothing is pickled but two plain values.
@@ -21,3 +19,8 @@ class ScriptedLLM:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self._model_id, self._token_delay_s)
+
+
+# The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.
+ScriptedLLM: serve.Deployment = serve.deployment(name="ScriptedLLM")(serve.ingress()(ScriptedLLMReplica))
+"""The ``ScriptedLLM`` deployment; the ``/llm`` builder sets its sizing and model id."""

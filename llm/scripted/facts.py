@@ -76,8 +76,10 @@ def lookup(result: ToolResult, params: list[str]) -> Lookup:
 
 
 def country_is_us(found: Lookup) -> bool | None:
-    """Whether the place behind a lookup is in the US: from a country field of its record, else of the
-    whole result; None when the result does not say."""
+    """Whether the place behind a lookup is in the US; None when the result does not say.
+
+    A country field of the lookup's record decides, else the first one anywhere in the result.
+    """
     candidates = [found.record] if found.record is not None else []
     candidates += list(iter_records(found.origin.data))
     for record in candidates:
@@ -89,6 +91,8 @@ def country_is_us(found: Lookup) -> bool | None:
 
 @dataclass
 class UrlCandidate:
+    """A URL found in a tool result, with the text around it that says what it is (title, snippet)."""
+
     url: str
     origin: ToolResult
     context: str

@@ -41,12 +41,16 @@ _PLACE_FACTS = frozenset(
 
 @dataclass
 class PlannedCall:
+    """A tool call the model makes in this completion: the tool's name and its arguments."""
+
     name: str
     args: dict[str, Any]
 
 
 @dataclass
 class Decision:
+    """The outcome of one completion: the tool calls to make, or else the text answer."""
+
     calls: list[PlannedCall] = field(default_factory=list)
     answer: str | None = None
 
@@ -71,8 +75,16 @@ def decide(
     parallel_tool_calls: bool = True,
     model_name: str = "scripted model",
 ) -> Decision:
-    """What to answer: ``tool_choice`` is ``"none"``/``"auto"``/``"required"``/None, ``forced_tool`` a
-    function named by the client."""
+    """What to answer: tool calls, or a text answer (see the module docstring).
+
+    Args:
+        conversation: the request and the current turn's calls.
+        tools: the tools the client offered.
+        tool_choice: ``"none"``, ``"auto"``, ``"required"`` or None (OpenAI's ``tool_choice`` as a word).
+        forced_tool: the function the client's ``tool_choice`` names, if it names one.
+        parallel_tool_calls: False makes at most one call per completion.
+        model_name: how the answer names the model.
+    """
     if forced_tool is not None:
         tool = next(t for t in tools if t.name == forced_tool)
         new = [
@@ -105,8 +117,11 @@ def _names_something(text: str) -> bool:
 
 
 def _forced_call(conversation: Conversation, preference: list[ToolSpec]) -> PlannedCall:
-    """A call when the client requires one but nothing is useful: the first tool (relevant ones first)
-    whose arguments can be filled, else the first with whatever can be filled."""
+    """A call for a client that requires one when nothing is useful.
+
+    The first tool (relevant ones first) whose arguments can be filled, else the first with whatever
+    can be filled.
+    """
     for tool in preference:
         if candidates := fill(tool, conversation).candidates:
             return PlannedCall(tool.name, candidates[0].args)
@@ -179,8 +194,11 @@ def _providers(
     conversation: Conversation,
     depth: int,
 ) -> tuple[list[Candidate], list[ParamSpec]]:
-    """New calls of tools that can provide ``missing`` (tried in tool order; recursive to ``depth``), and
-    what only the user can give (a place a provider needs)."""
+    """New calls of tools that can provide ``missing``, and what only the user can give.
+
+    Tools are tried in order, recursively to ``depth`` (a provider may need a provider); what only the
+    user can give is a place or query a provider needs.
+    """
     found: list[Candidate] = []
     from_user = [p for p in missing if p.kind in ("place", "query")]
     for param in missing:

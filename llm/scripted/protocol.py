@@ -14,6 +14,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class FunctionCall(BaseModel):
+    """The function of a tool call in an assistant message: its name and JSON-text arguments."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str
@@ -21,6 +23,8 @@ class FunctionCall(BaseModel):
 
 
 class MessageToolCall(BaseModel):
+    """A tool call of an assistant message, as a client sends the history back."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str
@@ -29,6 +33,8 @@ class MessageToolCall(BaseModel):
 
 
 class Message(BaseModel):
+    """One chat message; its content is text or a list of content parts."""
+
     model_config = ConfigDict(extra="allow")
 
     role: Role
@@ -47,6 +53,8 @@ class Message(BaseModel):
 
 
 class FunctionDefinition(BaseModel):
+    """A function the client offers as a tool; ``parameters`` must be an object schema."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -65,6 +73,8 @@ class FunctionDefinition(BaseModel):
 
 
 class ToolDefinition(BaseModel):
+    """A tool the client offers (OpenAI's only tool type is ``function``)."""
+
     model_config = ConfigDict(extra="allow")
 
     type: Literal["function"]
@@ -72,10 +82,14 @@ class ToolDefinition(BaseModel):
 
 
 class NamedToolChoiceFunction(BaseModel):
+    """The function a named ``tool_choice`` points at."""
+
     name: str
 
 
 class NamedToolChoice(BaseModel):
+    """A ``tool_choice`` that names the one function the model must call."""
+
     type: Literal["function"]
     function: NamedToolChoiceFunction
 
@@ -84,12 +98,16 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class StreamOptions(BaseModel):
+    """Options of a streamed completion; ``include_usage`` adds a last chunk with ``usage``."""
+
     model_config = ConfigDict(extra="allow")
 
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
+    """The body of ``POST /v1/chat/completions``, validated like OpenAI does (see the module docstring)."""
+
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     model: str
@@ -119,10 +137,12 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def completion_limit(self) -> int | None:
+        """The completion's token limit: ``max_completion_tokens``, else the older ``max_tokens``."""
         return self.max_completion_tokens or self.max_tokens
 
     @property
     def stop_sequences(self) -> list[str]:
+        """``stop`` as a list of non-empty sequences."""
         if self.stop is None:
             return []
         return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]

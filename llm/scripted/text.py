@@ -114,8 +114,11 @@ def _split_place_list(text: str) -> list[str]:
 
 
 def find_places(text: str) -> list[str]:
-    """Place names in a request, best guess first: capitalized phrases after "in/for/to/at/near/...";
-    else capitalized phrases inside a sentence; else lower-case words after such a preposition."""
+    """Place names in a request, best guess first.
+
+    Capitalized phrases after "in/for/to/at/near/..."; else capitalized phrases inside a sentence;
+    else lower-case words after such a preposition.
+    """
     places: list[str] = []
     for match in _PLACE_LIST.finditer(text):
         for place in map(_trim_place, _split_place_list(match.group("list"))):

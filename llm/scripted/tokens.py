@@ -15,16 +15,20 @@ REPLY_PRIMER = 3  # the assistant header every reply starts with
 
 
 def count_tokens(text: str) -> int:
+    """Tokens in ``text``: its words and its punctuation marks."""
     return len(_TOKEN.findall(text))
 
 
 def split_tokens(text: str) -> list[str]:
-    """``text`` in stream-sized pieces (a word with its trailing space, or a punctuation mark); joining
-    them gives ``text`` back exactly."""
+    """``text`` in stream-sized pieces; joining them gives ``text`` back exactly.
+
+    A piece is a word with the spaces around it, or a punctuation mark.
+    """
     return re.findall(r"\s*(?:\w+|[^\w\s])\s*", text) or ([text] if text else [])
 
 
 def prompt_tokens(request: ChatCompletionRequest) -> int:
+    """The prompt's tokens: each message with its overhead and tool calls, and the offered tools' schemas."""
     total = REPLY_PRIMER
     for message in request.messages:
         total += MESSAGE_OVERHEAD + count_tokens(message.role) + count_tokens(message.text())

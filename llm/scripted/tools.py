@@ -69,6 +69,8 @@ def resolve_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class ParamSpec:
+    """One parameter of a tool: its schema and the kind of value it wants (:func:`classify`)."""
+
     name: str
     schema: dict[str, Any]
     required: bool
@@ -78,6 +80,7 @@ class ParamSpec:
 
     @property
     def name_words(self) -> set[str]:
+        """The stems of the words of the parameter's name."""
         return {stem(w) for w in words(self.name)}
 
 
@@ -109,6 +112,8 @@ EXAMPLES_PATTERN = re.compile(r"\((?:e\.g\.|for example|example:)[^)]*\)", re.I)
 
 @dataclass
 class ToolSpec:
+    """A tool as the model sees it: its parameters, its scope and the terms relevance is matched on."""
+
     name: str
     description: str
     params: list[ParamSpec]
@@ -117,14 +122,17 @@ class ToolSpec:
 
     @property
     def required(self) -> list[ParamSpec]:
+        """The required parameters, in schema order."""
         return [p for p in self.params if p.required]
 
     @property
     def signature(self) -> frozenset[str]:
+        """The normalized names of the required parameters; interchangeable tools share it."""
         return frozenset(normalize_key(p.name) for p in self.required)
 
 
 def tool_spec(tool: ToolDefinition) -> ToolSpec:
+    """The :class:`ToolSpec` of an offered tool, local ``$ref`` and Optional schemas resolved."""
     function = tool.function
     parameters = function.parameters or {}
     required = set(parameters.get("required", []))
@@ -144,9 +152,12 @@ def tool_spec(tool: ToolDefinition) -> ToolSpec:
 
 
 def tool_scope(description: str, name: str) -> str | None:
-    """ "us" or "world" from what the description says first (its first sentence states the tool's
-    purpose; later sentences may mention fallbacks: "for coordinates outside the US it returns the
-    worldwide forecast"), else from the name ("get_world_forecast")."""
+    """Where a tool works: ``"us"``, ``"world"`` or None, from what its description says first.
+
+    The first sentence states the tool's purpose; later sentences may mention fallbacks ("for
+    coordinates outside the US it returns the worldwide forecast"). When the description says neither,
+    the name decides ("get_world_forecast").
+    """
     first_sentence = re.split(r"(?<=[.!?])\s", description.strip(), maxsplit=1)[0]
     for text in (first_sentence, description, " ".join(words(name))):
         us = re.search(US_SCOPE_PATTERN, text)
@@ -158,6 +169,8 @@ def tool_scope(description: str, name: str) -> str | None:
 
 @dataclass
 class Match:
+    """A tool the request is about, and which of its words matched."""
+
     tool: ToolSpec
     own: frozenset[str]  # tool words the request itself contains
     all: frozenset[str]  # plus words related to the request's words
@@ -178,8 +191,10 @@ def match_tools(request: str, tools: list[ToolSpec]) -> list[Match]:
 
 
 def _with_follow_ups(matches: list[Match], tools: list[ToolSpec]) -> list[Match]:
-    """Add tools that a matched tool's description names ("Read a result's page with fetch_url"): they
-    are the next step of the same task, called once earlier results fill their arguments."""
+    """Add the tools that a matched tool's description names ("Read a result's page with fetch_url").
+
+    They are the next step of the same task, called once earlier results fill their arguments.
+    """
     names = {m.tool.name for m in matches}
     follow_ups: list[Match] = []
     for match in matches:
@@ -207,8 +222,11 @@ def alternatives(matches: list[Match]) -> list[list[ToolSpec]]:
 
 
 def scope_preference(tool: ToolSpec, in_us: bool | None) -> int:
-    """Lower is better. A US place prefers a US-only tool (usually the more detailed source); elsewhere
-    a worldwide one; unknown: a tool that works anywhere. A US-only tool is unusable outside the US."""
+    """How well ``tool`` fits a place in the US (``in_us``), elsewhere or unknown; lower is better.
+
+    A US place prefers a US-only tool (usually the more detailed source); elsewhere a worldwide one;
+    unknown: a tool that works anywhere. A US-only tool is unusable outside the US.
+    """
     if tool.scope == "us":
         return 0 if in_us else (9 if in_us is False else 2)
     if tool.scope == "world":
