@@ -27,7 +27,8 @@ def cluster_gpus() -> float:
     if not ray.is_initialized():
         logger.warning("Ray is not initialized where the llm builder runs; assuming no GPUs")
         return 0.0
-    return float(ray.cluster_resources().get("GPU", 0))
+    cluster_resources: Callable[[], dict[str, float]] = ray.cluster_resources  # unannotated in Ray
+    return float(cluster_resources().get("GPU", 0))
 
 
 def upstream_base_url(args: LLMAppArgs, settings: PlatformSettings) -> str | None:

@@ -15,6 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from platform_core.api_errors import install_error_handlers as install_platform_error_handlers
+from platform_core.errors import PlatformError
+
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -28,7 +31,7 @@ _TYPE_BY_STATUS = {
 }
 
 
-class OpenAIError(Exception):
+class OpenAIError(PlatformError):
     """An error to answer in the OpenAI shape.
 
     Raise it from a route; the handler that :func:`install_error_handlers` adds renders it.
@@ -85,22 +88,10 @@ def validation_error(exc: ValidationError | RequestValidationError) -> OpenAIErr
     return OpenAIError(400, message, param=param, code="invalid_value")
 
 
+def _from_http(exc: StarletteHTTPException) -> OpenAIError:
+    return OpenAIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render :class:`OpenAIError`, HTTP errors (404 route, 405) and validation errors in the OpenAI shape."""
-
-    async def on_openai_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, OpenAIError)
-        return exc.response()
-
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        code = "not_found" if exc.status_code == 404 else None
-        return OpenAIError(exc.status_code, str(exc.detail), code=code).response()
-
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return validation_error(exc).response()
-
-    app.add_exception_handler(OpenAIError, on_openai_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
+    install_platform_error_handlers(app, OpenAIError, from_http=_from_http, from_validation=validation_error)

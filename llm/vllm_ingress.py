@@ -50,7 +50,8 @@ class OpenAiIngressWithHealth(OpenAiIngress):
                 try:
                     await call
                 except asyncio.CancelledError:  # the /health timeout: drop the queued call too
-                    call.cancel()
+                    cancel: Callable[[], None] = call.cancel  # unannotated in Ray
+                    cancel()
                     raise
 
             response = await vllm_health(model_id, probe)

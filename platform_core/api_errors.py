@@ -7,8 +7,8 @@ errors get the same body, so a client parses one error shape from every route. (
 in the OpenAI shape instead: :mod:`llm.errors`.)
 """
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,22 +51,53 @@ def validation_message(exc: ValidationError | RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+class RenderedError(Protocol):
+    """An exception that knows its HTTP answer (:class:`APIError`, ``llm.errors.OpenAIError``)."""
+
+    def response(self) -> JSONResponse:
+        """The error as a response."""
+        ...
+
+
+def install_error_handlers(
+    app: FastAPI,
+    error_type: type[Exception],
+    *,
+    from_http: Callable[[StarletteHTTPException], RenderedError],
+    from_validation: Callable[[RequestValidationError], RenderedError],
+) -> None:
+    """One handler per kind of failure, for an app whose errors have their own shape.
+
+    ``error_type`` (raised by routes) renders itself; Starlette's HTTP errors (unknown route, wrong method)
+    and FastAPI's request validation errors are first turned into that shape by ``from_http`` and
+    ``from_validation``.
+    """
+
+    async def on_error(_: Request, exc: Exception) -> JSONResponse:
+        rendered: RenderedError
+        if isinstance(exc, StarletteHTTPException):
+            rendered = from_http(exc)
+        elif isinstance(exc, RequestValidationError):
+            rendered = from_validation(exc)
+        else:
+            rendered = cast(RenderedError, exc)
+        return rendered.response()
+
+    for handled in (error_type, StarletteHTTPException, RequestValidationError):
+        app.add_exception_handler(handled, on_error)
+
+
+def _api_error_from_http(exc: StarletteHTTPException) -> APIError:
+    code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
+    return APIError(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+def _api_error_from_validation(exc: RequestValidationError) -> APIError:
+    return APIError(422, "invalid_request", validation_message(exc))
+
+
 def install_api_error_handlers(app: FastAPI) -> None:
     """Render :class:`APIError`, HTTP errors (unknown route, wrong method) and validation errors."""
-
-    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, APIError)
-        return exc.response()
-
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
-        return APIError(exc.status_code, code, str(exc.detail), headers=exc.headers).response()
-
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return APIError(422, "invalid_request", validation_message(exc)).response()
-
-    app.add_exception_handler(APIError, on_api_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
+    install_error_handlers(
+        app, APIError, from_http=_api_error_from_http, from_validation=_api_error_from_validation
+    )

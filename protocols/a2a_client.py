@@ -40,6 +40,8 @@ from a2a.types import (
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from a2a.utils.errors import A2AError
 
+from platform_core.errors import PlatformError
+
 logger = logging.getLogger(__name__)
 
 CARD_TTL_S = 300.0
@@ -55,7 +57,7 @@ _FAILED_STATES = {
 }
 
 
-class A2ACallError(Exception):
+class A2ACallError(PlatformError):
     """A call to a remote A2A agent did not produce an answer."""
 
 

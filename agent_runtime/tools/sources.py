@@ -77,6 +77,15 @@ class ToolSource(abc.ABC):
             raise ConfigurationError(f"tool source {self.label} takes no URL overrides: {sorted(urls)}")
         return self
 
+    def _reject_unknown_endpoints(
+        self, urls: Mapping[str, str] | None, *, kind: str = "tool endpoint"
+    ) -> None:
+        """A URL override must name one of this source's endpoints (a typo fails the deploy)."""
+        unknown = set(urls or {}) - self.endpoint_names
+        if unknown:
+            known = sorted(self.endpoint_names)
+            raise ConfigurationError(f"no {kind} named {sorted(unknown)}; known: {known}")
+
     def status(self) -> dict[str, SourceStatus]:
         """Per-endpoint state for ``/health`` (none by default)."""
         return {}
@@ -143,10 +152,7 @@ class CombinedTools(ToolSource):
         """Each part with the overrides of its own endpoints (and ``refresh_s``)."""
         if not urls and refresh_s is None:
             return self
-        unknown = set(urls or {}) - self.endpoint_names
-        if unknown:
-            known = sorted(self.endpoint_names)
-            raise ConfigurationError(f"no tool endpoint named {sorted(unknown)}; known: {known}")
+        self._reject_unknown_endpoints(urls)
         parts = []
         for source in self.sources:
             mine = {k: v for k, v in (urls or {}).items() if k in source.endpoint_names}
@@ -246,11 +252,7 @@ class RefreshingToolSource(ToolSource):
         """A copy with some endpoints' URLs and/or the refresh period replaced (``self`` when neither)."""
         if not urls and refresh_s is None:
             return self
-        unknown = set(urls or {}) - self.endpoint_names
-        if unknown:
-            raise ConfigurationError(
-                f"no {self.kind} named {sorted(unknown)}; known: {sorted(self.endpoints)}"
-            )
+        self._reject_unknown_endpoints(urls, kind=self.kind)
         clone = copy.copy(self)  # copies __getstate__: the declaration, without state or task
         clone.endpoints = {**self.endpoints, **(urls or {})}
         if refresh_s is not None:
