@@ -7,13 +7,10 @@ be decided without vLLM lives here as plain data and functions, testable anywher
 Ray 2.60), :func:`placement_summary` (what gets logged) and :func:`vllm_health` (``GET /llm/health``).
 """
 
-import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi.responses import JSONResponse
 from ray.serve import Application
 
 from llm.config import LLMAppArgs
@@ -21,14 +18,9 @@ from llm.config import LLMAppArgs
 logger = logging.getLogger(__name__)
 
 GPU_EXTRA_HINT = "install the gpu extra: uv sync --extra gpu (or make install-gpu)"
-# How long /health waits for an LLMServer replica to answer; a replica still loading weights answers
-# nothing, so the probe times out and /health says 503 instead of hanging with the request queued.
-HEALTH_PROBE_TIMEOUT_S = 5.0
 # Ray Serve LLM's direct streaming mode makes the LLMServer itself the ingress (vLLM's own FastAPI app,
 # which has its own GET /health); our ingress with /health only exists in the default mode.
 DIRECT_STREAMING_ENV = "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"
-
-HealthProbe = Callable[[], Awaitable[object]]
 
 
 def vllm_llm_config_kwargs(args: LLMAppArgs) -> dict[str, Any]:
@@ -77,30 +69,6 @@ def placement_summary(kwargs: dict[str, Any]) -> str:
         f"max_model_len {engine.get('max_model_len')}, "
         f"replicas {autoscaling['min_replicas']}..{autoscaling['max_replicas']}"
     )
-
-
-async def vllm_health(
-    model_id: str, probe: HealthProbe, timeout_s: float = HEALTH_PROBE_TIMEOUT_S
-) -> JSONResponse:
-    """``GET /llm/health`` of the vLLM app: 200 once an ``LLMServer`` replica answers ``probe``, else 503.
-
-    The router's ``/v1/models`` lists the configured model as soon as the router is up, while the engine may
-    still be loading weights or waiting for a GPU, so readiness asks a model replica itself.
-    """
-    body: dict[str, Any] = {"ready": False, "backend": "vllm", "model": model_id}
-    try:
-        await asyncio.wait_for(probe(), timeout_s)
-    except TimeoutError:
-        body["reason"] = (
-            f"no replica of {model_id} answered within {timeout_s:g}s: the engine is loading, "
-            "or waiting for a GPU it can be placed on"
-        )
-        return JSONResponse(body, status_code=503)
-    except Exception as exc:  # a failing engine health check, a dead replica: not ready, with the reason
-        body["reason"] = f"the engine health check of {model_id} failed: {exc!r}"
-        return JSONResponse(body, status_code=503)
-    body["ready"] = True
-    return JSONResponse(body)
 
 
 def build_vllm_app(args: LLMAppArgs) -> Application:

@@ -6,7 +6,7 @@ builder does in its default (not direct streaming) mode: one ``LLMServer`` deplo
 (``build_llm_deployment``), model cards, the ingress's own deployment options, and
 ``make_fastapi_ingress`` (public API, ``ray.serve.llm.ingress``) over a subclass of ``OpenAiIngress``,
 with Ray's ``DEFAULT_ENDPOINTS`` plus ``/health``. The readiness logic is
-:func:`llm.vllm_backend.vllm_health`.
+:func:`llm.vllm_health.vllm_health`.
 """
 
 import asyncio
@@ -23,7 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.llm import LLMConfig, build_llm_deployment
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
-from llm.vllm_backend import vllm_health
+from llm.vllm_health import vllm_health
 
 ENDPOINTS: dict[str, Callable[[FastAPI], Callable[..., Any]]] = {
     **DEFAULT_ENDPOINTS,

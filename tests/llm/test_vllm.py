@@ -2,7 +2,7 @@
 
 ``ray.serve.llm`` cannot be imported without vLLM, so ``llm/vllm_ingress.py`` (the router subclass that
 routes ``/health``) is checked against the installed Ray source instead; the logic it calls is
-:func:`llm.vllm_backend.vllm_health`, exercised here with probes standing in for an ``LLMServer`` handle.
+:func:`llm.vllm_health.vllm_health`, exercised here with probes standing in for an ``LLMServer`` handle.
 """
 
 import ast
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ray
 
-from llm.vllm_backend import vllm_health
+from llm.vllm_health import vllm_health
 from tests.support.paths import REPO_ROOT
 
 RAY_ROOT = Path(ray.__file__).parent
