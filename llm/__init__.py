@@ -6,7 +6,8 @@ configuration only; the builder is ``llm.app:build_app`` (import it from there: 
 - :mod:`llm.app`: the builder and the backend choice (``auto``: vllm, upstream or scripted);
 - :mod:`llm.config`: :class:`LLMAppArgs`, the builder args of every backend;
 - :mod:`llm.errors`: errors in the OpenAI shape (:class:`~llm.errors.OpenAIError`);
-- :mod:`llm.upstream`, :mod:`llm.vllm_backend` (+ :mod:`llm.vllm_ingress`, :mod:`llm.vllm_health`), :mod:`llm.scripted`: the backends.
+- :mod:`llm.upstream`, :mod:`llm.vllm_backend` (with :mod:`llm.vllm_ingress` and :mod:`llm.vllm_health`),
+  :mod:`llm.scripted`: the backends.
 """
 
 from llm.config import BACKENDS, Backend, LLMAppArgs
