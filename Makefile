@@ -69,7 +69,7 @@ test: install ## Run every test (unit and real-stack integration); PYTEST_ARGS=.
 test-unit: install ## Run the tests that need no Ray cluster
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-lint: install ## ruff (lint, docstrings, complexity), format check and mypy (strict core): zero findings
+lint: install ## ruff (lint, docstrings, complexity), format check and strict mypy: zero findings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -78,8 +78,11 @@ format: install ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Print latency/throughput figures of the offline stack (bench/)
-	$(BIN)/python -m bench.chat_latency
+# BENCH_ARGS: e.g. --base-url http://127.0.0.1:8000 (a running stack), --levels 1,10, --code-dir DIR.
+BENCH_ARGS ?=
+
+bench: install ## Own offline stack on a free port: 1/10/50 concurrent chats, MCP call ratio -> bench/results.json
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 docs: install ## Regenerate docs/configuration.md from the settings and builder args models
 	$(BIN)/python -m platform_core.config_reference && $(BIN)/python -m protocols.reference

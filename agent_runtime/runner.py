@@ -151,7 +151,7 @@ class AgentRunner(BaseAgentRunner):
                 if item is _END:
                     break
                 if item is _ABORTED:
-                    message = "the run lost its claim on the thread (database unreachable?) and was stopped"
+                    message = "another run took over the thread (its claim had expired); this run was stopped"
                     error = Error(code="thread_claim_lost", message=message)
                     break
                 if isinstance(item, Error):

@@ -62,7 +62,7 @@ ERROR_CODES: dict[ErrorCode, tuple[Literal["agent", "client"], str]] = {
     "llm_error": ("agent", "the language model rejected the request (4xx)"),
     "thread_claim_lost": (
         "agent",
-        "the run lost its claim on the thread (the database did not renew its lease) and was stopped",
+        "another run took the thread over (this run's claim had expired) and this run was stopped",
     ),
     "internal": ("agent", "any other failure of the agent"),
     "agent_unreachable": (

@@ -16,7 +16,7 @@ from agent_runtime.llm_client import LLMClient, NoChatModel, pick_chat_model
 from llm.scripted.server import create_app as create_scripted_app
 from llm.upstream import UpstreamTarget
 from llm.upstream import create_app as create_upstream_app
-from llm.vllm_backend import vllm_health
+from llm.vllm_health import vllm_health
 from platform_core.settings import get_settings
 from tests.support.servers import RoutePrefix, serve_in_thread
 
