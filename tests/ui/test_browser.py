@@ -104,11 +104,17 @@ def browser() -> Iterator["playwright_api.Browser"]:
 
 
 def choose_agent(page: "playwright_api.Page", name: str) -> None:
-    """Pick ``name`` in the agent dropdown. A click that lands before the page's scripts have wired the
-    dropdown opens nothing (seen on a loaded 2-core machine), so open it again until the option shows."""
+    """Pick ``name`` in the agent dropdown (nothing to do when it is already picked).
+
+    A click that lands before the page's scripts have wired the dropdown opens nothing (seen on a loaded
+    2-core machine), so open it again until the option shows.
+    """
+    picker = page.locator("#agent-picker input")
+    if picker.input_value() == name:
+        return  # already the picked agent (the first one is preselected)
     option = page.get_by_role("option", name=name)
     for _ in range(10):
-        page.locator("#agent-picker input").click()
+        picker.click()
         try:
             option.wait_for(state="visible", timeout=5_000)
             break
