@@ -265,14 +265,13 @@ class ChatAgentExecutor(AgentExecutor):
             await self._fail(run, self._stream_failure(exc))
             return
 
+        done = run.done
+        assert done is not None, "ChatClient.stream raises when a stream ends without done"
         if run.error is not None:
             await self._fail(run, f"The agent failed: {run.error.message} ({run.error.code})")
-        elif run.done is None:
-            await self._fail(run, "The agent's stream ended before its final answer.")
-        elif not run.done.answer.strip():
+        elif not done.answer.strip():
             await self._fail(run, "The agent finished without an answer.")
         else:
-            done = run.done
             usage = {to_camel(key): value for key, value in done.usage.model_dump().items()}
             await updater.add_artifact(
                 [new_text_part(done.answer)], name="answer", metadata={"usage": usage}, last_chunk=True

@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,11 +26,11 @@ from protocols.events import (
     aiter_sse_events,
 )
 from tests.support.runtime import (
-    Playbook,
     PlaybookLLM,
     Turn,
     create_playbook_llm,
     create_test_mcp_server,
+    register_playbook,
 )
 from tests.support.servers import ServerThread, free_port, serve_mcp
 
@@ -72,13 +71,8 @@ def make_chat(llm: tuple[PlaybookLLM, ServerThread], mcp_url: str) -> Iterator[C
 def playbook(
     llm: tuple[PlaybookLLM, ServerThread], *turns: Turn, then: Turn | None = None, sequential: bool = False
 ) -> str:
-    """Register a playbook under a fresh user message; returns that message."""
-    key = f"request {uuid.uuid4().hex[:8]}"
-    book = Playbook(list(turns), sequential=sequential)
-    if then is not None:
-        book.then = then
-    llm[0].playbooks[key] = book
-    return key
+    """Register a playbook with the module's model under a fresh user message; returns that message."""
+    return register_playbook(llm[0], *turns, then=then, sequential=sequential)
 
 
 def requests_for(llm: tuple[PlaybookLLM, ServerThread], user_request: str) -> list[list[dict[str, Any]]]:

@@ -223,8 +223,13 @@ def playbook_agent(*, ping_s: float = 0.5) -> Iterator[tuple[PlaybookLLM, str, s
             mcp.stop()
 
 
-def register_playbook(llm: PlaybookLLM, *turns: Turn) -> str:
+def register_playbook(
+    llm: PlaybookLLM, *turns: Turn, then: Turn | None = None, sequential: bool = False
+) -> str:
     """Register a playbook under a fresh user message; returns that message."""
     key = f"request {uuid.uuid4().hex[:8]}"
-    llm.playbooks[key] = Playbook(list(turns))
+    book = Playbook(list(turns), sequential=sequential)
+    if then is not None:
+        book.then = then
+    llm.playbooks[key] = book
     return key
