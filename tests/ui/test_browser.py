@@ -103,11 +103,22 @@ def browser() -> Iterator["playwright_api.Browser"]:
         browser.close()
 
 
+def open_ui(page: "playwright_api.Page", url: str) -> None:
+    """Open the UI and wait until its page-load handler has run.
+
+    That handler (``ChatUI.restore``) sets the agent picker and the status line: an agent picked before
+    it answers is set back and the open dropdown closes (seen on a loaded 2-core machine in CI).
+    """
+    page.goto(url)
+    page.locator("#message textarea").wait_for(timeout=60_000)
+    expect(page.locator("#status")).to_have_text(re.compile(r"\S"), timeout=60_000)
+
+
 def choose_agent(page: "playwright_api.Page", name: str) -> None:
     """Pick ``name`` in the agent dropdown (nothing to do when it is already picked).
 
-    A click that lands before the page's scripts have wired the dropdown opens nothing (seen on a loaded
-    2-core machine), so open it again until the option shows.
+    A click that lands before the page's scripts have wired the dropdown opens nothing, so open it again
+    until the option shows.
     """
     picker = page.locator("#agent-picker input")
     if picker.input_value() == name:
@@ -121,6 +132,7 @@ def choose_agent(page: "playwright_api.Page", name: str) -> None:
         except playwright_api.TimeoutError:
             page.keyboard.press("Escape")
     option.click()
+    expect(picker).to_have_value(name)
 
 
 def thread_id_box(page: "playwright_api.Page") -> "playwright_api.Locator":
@@ -137,9 +149,8 @@ def test_travel_conversation_streams_steps_and_survives_a_reload(ui_stack: Serve
         "requestfailed", lambda r: broken.append(f"failed {r.url}") if "/queue/data" not in r.url else None
     )
 
-    page.goto(f"{base}/ui/")
+    open_ui(page, f"{base}/ui/")
     message = page.locator("#message textarea")
-    message.wait_for(timeout=60_000)
     # Gradio's scripts and styles came through the /ui route prefix of the Serve proxy.
     assert not [b for b in broken if "/ui/" in b], broken
     expect(page.locator("#agent-picker")).to_be_visible()
@@ -219,8 +230,7 @@ def test_rejected_request_is_a_clear_error(ui_stack: ServeStack, browser) -> Non
     """An agent's 4xx answer shows up in the chat and the status line, not as a broken page."""
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{ui_stack.base_url}/ui/")
-    page.locator("#message textarea").wait_for(timeout=60_000)
+    open_ui(page, f"{ui_stack.base_url}/ui/")
     choose_agent(page, "Weather")
     pixel = "http://127.0.0.1:9/pixel.png"  # shown markup must not make the browser fetch (ui/transcript.py)
     fetched: list[str] = []
