@@ -27,7 +27,7 @@ EXTRAS ?= $(INSTALLED_EXTRAS)
 differ = $(strip $(filter-out $(2),$(1)) $(filter-out $(1),$(2)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run run-multi test test-unit lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
+.PHONY: help install install-gpu run run-multi test test-unit fuzz lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -68,6 +68,13 @@ test: install ## Run every test (unit and real-stack integration); PYTEST_ARGS=.
 
 test-unit: install ## Run the tests that need no Ray cluster
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+# The fuzz tests run in `make test` with a short budget; FUZZ_EXAMPLES sets examples per test here.
+FUZZ_EXAMPLES ?= 2000
+FUZZ_TESTS := tests/agent_runtime/chat/test_fuzz.py tests/llm/test_fuzz.py tests/agent_runtime/a2a/test_fuzz.py tests/mcp_servers/test_fuzz.py
+
+fuzz: install ## Fuzz every HTTP surface in process, long (FUZZ_EXAMPLES=2000 per test, random seeds)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest $(FUZZ_TESTS) --hypothesis-show-statistics $(PYTEST_ARGS)
 
 lint: install ## ruff (lint, docstrings, complexity), format check and strict mypy: zero findings
 	$(BIN)/ruff check .

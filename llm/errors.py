@@ -15,14 +15,21 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from platform_core.api_errors import BodyTooLarge, decode_json, read_body
 from platform_core.api_errors import install_error_handlers as install_platform_error_handlers
 from platform_core.errors import PlatformError
+
+# Request bodies above this are refused with 413 before they are parsed: a whole 64K-token conversation
+# with its tool schemas is well below 1 MiB of JSON.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
@@ -67,11 +74,14 @@ class OpenAIError(PlatformError):
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 in the OpenAI shape."""
-    raw = await request.body()
+    """The request body as a JSON object; a 400 in the OpenAI shape, or 413 past :data:`MAX_REQUEST_BYTES`."""
     try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = await read_body(request, MAX_REQUEST_BYTES)
+    except BodyTooLarge as exc:
+        raise OpenAIError(413, f"The request body is too large: {exc}.", code="request_too_large") from None
+    try:
+        body = decode_json(raw or b"null")
+    except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
         raise OpenAIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
@@ -88,8 +98,12 @@ def validation_error(exc: ValidationError | RequestValidationError) -> OpenAIErr
     return OpenAIError(400, message, param=param, code="invalid_value")
 
 
+_CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
+
+
 def _from_http(exc: StarletteHTTPException) -> OpenAIError:
-    return OpenAIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+    code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
+    return OpenAIError(exc.status_code, str(exc.detail), code=code)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,7 +10,6 @@ and a stream that breaks after it started ends with an OpenAI-style ``error`` fr
 raises ``APIError`` on it).
 """
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
 from llm.errors import OpenAIError, install_error_handlers, read_json_object
+from platform_core.api_errors import decode_json
 from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def _upstream_failure(exc: httpx.HTTPError, target: UpstreamTarget) -> OpenAIErr
 def _error_passthrough(status: int, content: bytes, content_type: str) -> Response:
     """An upstream error answer, as is when it is already OpenAI-shaped JSON, else wrapped into that shape."""
     try:
-        body = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = decode_json(content)
+    except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict | str):
         return Response(content, status_code=status, media_type=content_type or "application/json")

@@ -8,7 +8,9 @@ the platform is reached by, ``GET /health`` and the autoscaling knobs.
 Two library traps shape the code (see docs): ``@serve.ingress(app)`` deep-copies an app object, so a
 session manager started for the original is not the one serving requests ("Task group is not
 initialized"); and mcp's default Host check answers 421 to every host but localhost. Hence the ASGI app
-is built *on the replica* by a builder function, and the allowed hosts are configured explicitly.
+is built *on the replica* (:class:`MCPServerReplica`, like every app of the platform, so
+``bench.one_process`` can build any app of a config in one process), and the allowed hosts are configured
+explicitly.
 """
 
 import contextlib
@@ -23,10 +25,14 @@ from pydantic import Field
 from ray import serve
 from ray.serve import Application
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Scope
 
+from platform_core.api_errors import RequestBodyLimit, decode_json, http_error_response
 from platform_core.deployment import (
     MaxOngoingRequests,
     MaxReplicas,
@@ -41,6 +47,8 @@ logger = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/health"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# MCP request bodies above this get 413 before the transport parses them (tool arguments are small).
+MAX_REQUEST_BYTES = 1024 * 1024
 
 ServerFactory = Callable[[], FastMCP]
 
@@ -117,6 +125,22 @@ def transport_security(args: MCPScalingArgs) -> TransportSecuritySettings:
     )
 
 
+def json_rpc_parse_error(scope: Scope, body: bytes) -> Response | None:
+    """A JSON-RPC parse error (400) for a POST body that is not JSON, before mcp's transport reads it.
+
+    mcp answers most such bodies the same way itself, but JSON nested a few thousand levels deep makes its
+    parser raise ``RecursionError``, which it answers with a 500.
+    """
+    if scope.get("method") != "POST" or not body:
+        return None
+    try:
+        decode_json(body)
+    except ValueError as exc:
+        error = {"code": -32700, "message": f"Parse error: {exc}"}
+        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=400)
+    return None
+
+
 def _require_fresh(server: FastMCP) -> None:
     """The transport settings are read when the session manager is made; it must not exist yet."""
     try:
@@ -140,6 +164,7 @@ def create_mcp_asgi_app(server_factory: ServerFactory, args: MCPScalingArgs | No
     server.settings.streamable_http_path = MCP_PATH
     server.settings.transport_security = transport_security(args)
     mcp_app = server.streamable_http_app()
+    mcp_app.add_exception_handler(HTTPException, http_error_response)  # its 404/405 as JSON, not text
 
     async def health(_: Request) -> JSONResponse:
         tools = [tool.name for tool in await server.list_tools()]
@@ -157,7 +182,19 @@ def create_mcp_asgi_app(server_factory: ServerFactory, args: MCPScalingArgs | No
     return Starlette(
         routes=[Route(HEALTH_PATH, health, methods=["GET"]), Mount("/", app=mcp_app)],
         lifespan=lifespan,
+        middleware=[Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES, check=json_rpc_parse_error)],
+        exception_handlers={HTTPException: http_error_response},
     )
+
+
+class MCPServerReplica:
+    """One replica of an MCP server app: builds its ASGI app here, in the replica (see the module doc)."""
+
+    def __init__(self, server_factory: ServerFactory, scaling: MCPScalingArgs) -> None:
+        self._app = create_mcp_asgi_app(server_factory, scaling)
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return self._app
 
 
 def build_mcp_app(server_factory: ServerFactory, *, name: str, scaling: MCPScalingArgs) -> Application:
@@ -166,12 +203,7 @@ def build_mcp_app(server_factory: ServerFactory, *, name: str, scaling: MCPScali
     ``server_factory`` must be picklable (a module-level function or a closure over picklable values):
     Ray ships it to the replicas, which call it there.
     """
-
-    def build_asgi_app() -> Starlette:
-        return create_mcp_asgi_app(server_factory, scaling)
-
-    # The decorator form (options first, then the class): Ray types ``serve.deployment(cls, ...)`` as if
-    # it returned the decorator.
-    replica = serve.ingress(build_asgi_app)()
+    # The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.
+    replica = serve.ingress()(MCPServerReplica)
     deployment = serve.deployment(name=name, **scaling.deployment_options())(replica)
-    return deployment.bind()
+    return deployment.bind(server_factory, scaling)

@@ -1,7 +1,7 @@
 """Plumbing every app of the platform shares: settings, Serve sizing, config tools, errors, backoff.
 
-The lowest layer beside :mod:`protocols`: ``llm``, ``mcp_servers``, ``agent_runtime`` and ``ui`` import
-it, it imports none of them.
+The lowest layer, below :mod:`protocols` and :mod:`identity`: every other package imports it, it imports
+none of them.
 
 - :mod:`platform_core.settings`: the one ``BaseSettings`` (environment variables of every app).
 - :mod:`platform_core.deployment`: the Serve sizing args every builder accepts.
@@ -11,6 +11,8 @@ it, it imports none of them.
 - :mod:`platform_core.api_errors`: the one HTTP error type of the apps and its handlers (import it from
   there: it loads FastAPI, which the settings do not need).
 - :mod:`platform_core.backoff`: jittered exponential backoff.
+- :mod:`platform_core.sql`: the platform database's URL, engines and schemas (import it from there: it
+  loads SQLAlchemy and the drivers).
 """
 
 from platform_core.backoff import Backoff

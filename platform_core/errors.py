@@ -5,8 +5,13 @@ the platform's failures apart from library and programming errors::
 
     PlatformError
      ├── APIError                 an HTTP error answer (platform_core.api_errors)
+     │    ├── Unauthenticated         401: no valid credential (identity.errors)
+     │    ├── Forbidden               403: the credential lacks the route's scope
+     │    ├── RateLimited             429: over the key's requests per minute
+     │    └── BudgetExceeded          429: the key's token budget is spent
      ├── ConfigurationError       a setting or builder arg that cannot work
-     ├── DatabaseUnavailable      the platform database failed (agent_runtime.state.database)
+     ├── DatabaseUnavailable      the platform database failed (platform_core.sql)
+     ├── KeyNameTaken             a key of that name exists (identity.errors)
      ├── ThreadBusy               a thread already has a run in progress (agent_runtime.state.leases)
      ├── LLMUnavailable           the model endpoint cannot be reached (agent_runtime.llm_client)
      ├── AgentRunError            a run ended by the platform's run policy (agent_runtime.factories)

@@ -86,6 +86,10 @@ HTTPErrorCode = Literal[
     "thread_not_found",
     "thread_busy",
     "storage_unavailable",
+    "unauthenticated",
+    "forbidden",
+    "rate_limited",
+    "budget_exceeded",
     "not_found",
     "method_not_allowed",
     "http_error",
@@ -103,6 +107,16 @@ HTTP_ERROR_CODES: dict[HTTPErrorCode, tuple[int | None, str]] = {
     "thread_not_found": (404, "`GET`/`DELETE /threads/{id}` of a thread the agent does not hold"),
     "thread_busy": (409, "the thread has a run in progress; send the next message when it has finished"),
     "storage_unavailable": (503, "the conversation store is unavailable; try again later"),
+    "unauthenticated": (
+        401,
+        "no credential, or a malformed, unknown, revoked or expired one (with `WWW-Authenticate: Bearer`)",
+    ),
+    "forbidden": (403, "the credential is valid but lacks the scope the route needs"),
+    "rate_limited": (429, "over the key's requests per minute; `Retry-After` says when to retry"),
+    "budget_exceeded": (
+        429,
+        "the key's LLM token budget for this window is spent; `Retry-After` says when the next one starts",
+    ),
     "not_found": (404, "no such route (e.g. an agent without the thread API)"),
     "method_not_allowed": (405, "the route does not take this HTTP method"),
     "http_error": (None, "any other HTTP error of the web framework, with its own status"),
@@ -183,10 +197,21 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(ChatEvent)[0])
 """The event models, in order of appearance in a stream."""
 
 
+# Characters ``json.dumps(ensure_ascii=False)`` leaves raw that line splitters take for line breaks:
+# ``str.splitlines`` and so httpx's ``aiter_lines`` (the platform's own client) split on them, which would
+# cut a frame's JSON in two. Escaped, the data decodes to the same text.
+_LINE_BREAKS_IN_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def encode_sse(event: ChatEvent) -> str:
-    """One SSE frame; the ``type`` discriminator travels as the SSE event name, not in the data."""
+    """One SSE frame; the ``type`` discriminator travels as the SSE event name, not in the data.
+
+    The data is one line whatever the text holds: JSON escapes newlines and carriage returns, and the
+    Unicode line separators (U+0085, U+2028, U+2029) are escaped too.
+    """
     data = event.model_dump(exclude={"type"})
-    return f"event: {event.type}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    text = json.dumps(data, ensure_ascii=False).translate(_LINE_BREAKS_IN_JSON)
+    return f"event: {event.type}\ndata: {text}\n\n"
 
 
 def decode_event(event_type: str, data: str) -> ChatEvent:

@@ -10,8 +10,13 @@ import os
 from collections.abc import Generator, Iterator
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
+from tests.support.fuzz import HYPOTHESIS_HOME
 from tests.support.stack import ServeStack
+
+# Hypothesis' files (its example database, the constants it collects) under .pytest_cache, not the repo root.
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
 
 SKIPS_FAIL_ENV = "CI"
 

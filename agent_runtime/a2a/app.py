@@ -55,6 +55,8 @@ from pydantic import BaseModel, Field, model_validator
 from ray import serve
 from ray.serve import Application
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -62,12 +64,15 @@ from starlette.routing import Route
 from agent_runtime.a2a.executor import ChatAgentExecutor
 from agent_runtime.state.database import Database
 from agent_runtime.tools.sources import resolve_url
+from platform_core.api_errors import RequestBodyLimit, http_error_response
 from platform_core.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
 from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 _HEALTH_TIMEOUT_S = 3.0
+# Bodies above this get 413 before a2a-sdk parses them: the agent's /chat takes 256 KiB at most anyway.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class A2ASkill(BaseModel):
@@ -289,7 +294,13 @@ def create_a2a_app(
         # Last: the REST routes end in a ``/{tenant}`` catch-all that shadows anything after it.
         *create_rest_routes(handler, enable_v0_3_compat=True),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES)],
+        # Unknown routes and wrong methods answer JSON too (a2a-sdk's own errors are JSON already).
+        exception_handlers={HTTPException: http_error_response},
+    )
 
 
 async def _agent_ready(client: httpx.AsyncClient, health_url: str) -> bool:

@@ -17,7 +17,6 @@ deep-copied or pickled by the ingress decorator, so it may hold clients, tasks a
 """
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -44,7 +43,14 @@ from agent_runtime.state.leases import (
     replica_id,
 )
 from agent_runtime.state.retention import run_periodically
-from platform_core.api_errors import APIError, install_api_error_handlers, validation_message
+from platform_core.api_errors import (
+    APIError,
+    BodyTooLarge,
+    decode_json,
+    install_api_error_handlers,
+    read_body,
+    validation_message,
+)
 from platform_core.deployment import ServeDeploymentArgs
 from platform_core.errors import describe_error
 from platform_core.settings import get_settings
@@ -86,18 +92,13 @@ class ChatAgentArgs(AgentRuntimeArgs, ServeDeploymentArgs):
 
 async def parse_chat_request(request: Request) -> ChatRequest:
     """The validated body; raises :class:`APIError` (413, 400, 422) before any stream starts."""
-    too_large = APIError(413, "request_too_large", f"request body over {MAX_BODY_BYTES} bytes")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        raise APIError(413, "request_too_large", str(exc)) from None
+    try:
+        payload = decode_json(body)
+    except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
         raise APIError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise APIError(422, "invalid_request", "request body must be a JSON object")

@@ -11,6 +11,7 @@ ROOT = REPO_ROOT
 FLOORS = {
     "platform_core": 1,
     "protocols": 2,
+    "identity": 2,
     "agent_runtime": 3,
     "llm": 3,
     "mcp_servers": 3,

@@ -44,6 +44,7 @@ def test_every_package_is_checked() -> None:
     expected = {
         "platform_core",
         "protocols",
+        "identity",
         "llm",
         "llm.scripted",
         "mcp_servers",

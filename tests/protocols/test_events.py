@@ -161,7 +161,10 @@ def test_every_code_the_platform_emits_is_in_the_contract() -> None:
     stream_codes |= _emitted(r'ChatStreamError\(\s*"(\w+)"', "protocols")
     assert stream_codes and stream_codes <= set(get_args(ErrorCode)), stream_codes - set(get_args(ErrorCode))
     http_codes = _emitted(
-        r'(?:APIError|error_response)\(\s*\d{3},\s*"(\w+)"', "agent_runtime", "platform_core"
+        r'(?:APIError|error_response|super\(\)\.__init__)\(\s*\d{3},\s*"(\w+)"',
+        "agent_runtime",
+        "platform_core",
+        "identity",
     )
     assert http_codes and http_codes <= set(get_args(HTTPErrorCode)), http_codes - set(
         get_args(HTTPErrorCode)

@@ -1,5 +1,6 @@
-"""The database layer on both backends: URLs, opening (and failing clearly), checkpointers shared by two
-processes' worth of connections, thread leases across replicas, and retention (function and command)."""
+"""The database layer on both backends: opening (and failing clearly), checkpointers shared by two
+processes' worth of connections, thread leases across replicas, and retention (function and command).
+(URLs and engines: tests/platform_core/test_sql.py.)"""
 
 import asyncio
 import sqlite3
@@ -20,17 +21,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from sqlalchemy import event, select
 
-from agent_runtime.state.database import (
-    Database,
-    DatabaseUnavailable,
-    DatabaseURL,
-    default_database_url,
-    thread_runs,
-)
+from agent_runtime.state.database import Database, DatabaseUnavailable, thread_runs
 from agent_runtime.state.leases import ThreadBusy, ThreadLeases
 from agent_runtime.state.retention import checkpoint_time, purge
 from agent_runtime.state.threads import read_thread
-from platform_core.settings import PlatformSettings
 from tests.support.paths import REPO_ROOT
 from tests.support.persistence import database_fixtures, put_checkpoint, uuid6_at
 from tests.support.servers import free_port
@@ -39,33 +33,7 @@ ROOT = REPO_ROOT
 postgres_url, database_url = database_fixtures()
 
 
-# --- URLs ---------------------------------------------------------------------------------------------
-
-
-def test_urls_pick_the_backend_and_never_show_the_password(tmp_path: Path) -> None:
-    absolute = DatabaseURL.parse(f"sqlite:///{tmp_path}/a.db")
-    assert absolute.kind == "sqlite" and absolute.sqlite_path == tmp_path / "a.db"
-    relative = DatabaseURL.parse("sqlite:///data/x.db")
-    assert relative.sqlite_path == Path("data/x.db").resolve()
-
-    for scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"):
-        url = DatabaseURL.parse(f"{scheme}://agent:s3cret@db.internal:6543/agents?sslmode=require")
-        assert url.kind == "postgresql"
-        assert url.libpq_url == "postgresql://agent:s3cret@db.internal:6543/agents?sslmode=require"
-        assert url.describe() == "PostgreSQL at db.internal:6543/agents"
-
-    for bad in ("mysql://x/y", "agents.db", "sqlite://", "sqlite:///:memory:"):
-        with pytest.raises(ValueError):
-            DatabaseURL.parse(bad)
-
-
-def test_default_is_a_sqlite_file_under_the_data_dir(tmp_path: Path) -> None:
-    settings = PlatformSettings(data_dir=str(tmp_path / "state"))
-    assert default_database_url(settings) == f"sqlite:///{tmp_path / 'state' / 'agents.db'}"
-    settings = PlatformSettings(data_dir=str(tmp_path), database_url="postgresql://h/db")
-    assert default_database_url(settings) == "postgresql://h/db"
-    relative = PlatformSettings(data_dir="./data")
-    assert relative.data_path == (Path.cwd() / "data").resolve()
+# --- opening ------------------------------------------------------------------------------------------
 
 
 async def test_unreachable_postgres_fails_clearly_without_the_password() -> None:

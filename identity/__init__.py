@@ -1,0 +1,54 @@
+"""Identity, shared by every app: principals and scopes, API keys, limits and usage.
+
+Floor 2 of the layers (beside :mod:`protocols`): it imports only :mod:`platform_core`; the apps above
+(``agent_runtime``, ``llm``, ``mcp_servers``) import it.
+
+- :mod:`identity.scopes`: :class:`Principal` and the scopes (``agent:<name>``, ``llm``, ``mcp:<server>``,
+  ``admin``, ...).
+- :mod:`identity.keys`: the secret's format (``rap_<key id>_<secret>``), its hash, :class:`APIKey`.
+- :mod:`identity.store`: :class:`KeyStore`, keys in the platform database.
+- :mod:`identity.verifier`: :class:`Verifier`, token to key, with a cache of at most 5 s.
+- :mod:`identity.limits`: :class:`Limits`, requests per minute and LLM tokens per window, per key.
+- :mod:`identity.usage`: :class:`UsageLedger`, usage per principal and day.
+- :mod:`identity.service`: :class:`IdentityService`, all of them on one engine for one process.
+- :mod:`identity.asgi`: :func:`require_scope` and :func:`authenticate_request` for the apps.
+- :mod:`identity.errors`: the 401/403/429 ``APIError`` subclasses.
+- :mod:`identity.cli`: the ``platform-keys`` console script.
+"""
+
+from identity.asgi import authenticate_request, install_identity, require_scope
+from identity.errors import BudgetExceeded, Forbidden, KeyNameTaken, RateLimited, Unauthenticated
+from identity.keys import APIKey
+from identity.limits import Decision, Limits
+from identity.scopes import Principal, parse_scope
+from identity.service import IdentityService, bearer_token
+from identity.store import KeyStore
+from identity.usage import UsageLedger, UsageRow
+from identity.verifier import Verifier
+
+__all__ = [
+    # who and what
+    "Principal",
+    "parse_scope",
+    # keys
+    "APIKey",
+    "KeyStore",
+    "Verifier",
+    # limits and usage
+    "Decision",
+    "Limits",
+    "UsageLedger",
+    "UsageRow",
+    # one process's identity, and the apps' helpers
+    "IdentityService",
+    "authenticate_request",
+    "bearer_token",
+    "install_identity",
+    "require_scope",
+    # errors
+    "BudgetExceeded",
+    "Forbidden",
+    "KeyNameTaken",
+    "RateLimited",
+    "Unauthenticated",
+]
