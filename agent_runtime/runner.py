@@ -8,7 +8,10 @@ contract: ``metadata`` first, ``done`` last, always; failures become one ``error
 
 The agent runs in its own task that feeds a queue; the caller reads the queue under the run's deadline.
 That keeps the time limit exact whatever the consumer does between events, and closing the stream (a
-client that went away) cancels the run instead of leaving it working for nobody.
+client that went away) cancels the run instead of leaving it working for nobody. Tokens that are already
+waiting in the queue when the caller comes back for more leave as one ``token`` event
+(:func:`take_ready_tokens`): a consumer as fast as the model sees every token alone, a slower one
+(a loaded proxy, a client far away) gets fewer, larger frames instead of a growing backlog.
 """
 
 import asyncio
@@ -34,13 +37,35 @@ from agent_runtime.state.database import Database
 from agent_runtime.state.threads import read_thread
 from agent_runtime.tools.sources import ToolSource
 from agent_runtime.translation import EventTranslator
-from protocols.events import ChatEvent, Done, Error, Metadata
+from protocols.events import ChatEvent, Done, Error, Metadata, Token
 from protocols.threads import ThreadView
 
 logger = logging.getLogger(__name__)
 
 _END = object()
 _ABORTED = object()
+MAX_COALESCED_CHARS = 2048  # a merged token event stays a small frame
+
+
+def take_ready_tokens(
+    first: Token, queue: asyncio.Queue[Any], max_chars: int = MAX_COALESCED_CHARS
+) -> tuple[Token, object | None]:
+    """``first`` joined with the tokens queued right behind it (without waiting for any).
+
+    Returns the merged token and the first queued item that is not a token (``None`` if the queue ran
+    out or the size limit was reached first); the caller handles that item next.
+    """
+    texts, size = [first.text], len(first.text)
+    while size < max_chars:
+        try:
+            item = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        if not isinstance(item, Token):
+            return Token(text="".join(texts)), item
+        texts.append(item.text)
+        size += len(item.text)
+    return (first if len(texts) == 1 else Token(text="".join(texts))), None
 
 
 def tool_set_key(tools: Sequence[BaseTool]) -> str:
@@ -140,14 +165,22 @@ class AgentRunner(BaseAgentRunner):
         error: Error | None = None
         finished = False
         deadline = started + self.run_timeout_s
+        held: object | None = None  # an item take_ready_tokens took out of the queue
+        item: Any
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    message = f"the run exceeded its {self.run_timeout_s:g}s time limit"
-                    error = Error(code="timeout", message=message)
-                    break
+                if held is not None:
+                    item, held = held, None
+                else:
+                    try:
+                        remaining = max(0.0, deadline - time.monotonic())
+                        item = await asyncio.wait_for(queue.get(), timeout=remaining)
+                    except TimeoutError:
+                        message = f"the run exceeded its {self.run_timeout_s:g}s time limit"
+                        error = Error(code="timeout", message=message)
+                        break
+                if isinstance(item, Token):
+                    item, held = take_ready_tokens(item, queue)
                 if item is _END:
                     break
                 if item is _ABORTED:

@@ -29,11 +29,17 @@ def create_app() -> FastAPI:
 class SampleUpstreamReplica:
     """One replica serving :func:`create_app` behind the Serve proxy at ``/sample-upstream``."""
 
+    def __init__(self) -> None:
+        self._app = create_app()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return self._app
+
 
 # The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.
 SampleUpstream: serve.Deployment = serve.deployment(
     name="SampleUpstream", ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=100
-)(serve.ingress(create_app)(SampleUpstreamReplica))
+)(serve.ingress()(SampleUpstreamReplica))
 """The ``SampleUpstream`` deployment; :func:`build_app` sets its replica count."""
 
 

@@ -21,7 +21,7 @@ from agent_runtime.factories import (
     tool_rounds_this_run,
 )
 from agent_runtime.llm_client import LLMClient
-from agent_runtime.runner import AgentRunner, dangling_tool_calls, tool_set_key
+from agent_runtime.runner import AgentRunner, dangling_tool_calls, take_ready_tokens, tool_set_key
 from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentSpec
 from agent_runtime.state.database import Database
@@ -30,7 +30,7 @@ from agent_runtime.translation import error_event
 from platform_core.backoff import Backoff
 from platform_core.deployment import ServeDeploymentArgs
 from platform_core.errors import PlatformError, describe_error
-from protocols.events import ChatEvent, Done, Metadata
+from protocols.events import ChatEvent, Done, Metadata, Token, ToolCall
 from protocols.threads import ThreadView
 from tests.support.runtime import PLAYBOOK_MODEL_ID, create_playbook_llm
 from tests.support.servers import ServerThread
@@ -267,3 +267,22 @@ async def test_runner_seam_defaults() -> None:
     assert issubclass(AgentRunner, BaseAgentRunner)
     with pytest.raises(TypeError):
         BaseAgentRunner()  # type: ignore[abstract]
+
+
+async def test_tokens_waiting_in_the_queue_leave_as_one_event() -> None:
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    for item in (Token(text="b"), Token(text="c"), tool_call := ToolCall(id="1", name="t"), Token(text="d")):
+        queue.put_nowait(item)
+    merged, held = take_ready_tokens(Token(text="a"), queue)
+    assert merged == Token(text="abc") and held is tool_call  # a non-token ends the run, and is handed back
+    assert queue.qsize() == 1  # "d" waits for the next event
+
+    alone = Token(text="x")
+    assert take_ready_tokens(alone, asyncio.Queue()) == (alone, None)  # nothing waiting: sent as it came
+
+    many: asyncio.Queue[object] = asyncio.Queue()
+    for _ in range(10):
+        many.put_nowait(Token(text="yy"))
+    merged, held = take_ready_tokens(Token(text="d"), many, max_chars=5)
+    assert (merged.text, held) == ("dyyyy", None)  # the size limit ends the merge; the rest stays queued
+    assert many.qsize() == 8
