@@ -9,6 +9,8 @@ RUN_DIR := .run
 PORT ?= 8000
 OFFLINE ?=
 PYTEST_ARGS ?=
+# The config of `make up` / `make deploy` (default serve_multi_config.yaml) or `make anyscale-deploy`.
+CONFIG ?=
 # The browser test (tests/ui/test_browser.py) drives Debian's chromium.
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
@@ -27,7 +29,7 @@ EXTRAS ?= $(INSTALLED_EXTRAS)
 differ = $(strip $(filter-out $(2),$(1)) $(filter-out $(1),$(2)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run run-multi test test-unit fuzz lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
+.PHONY: help install install-gpu run run-multi up deploy status down test test-unit fuzz lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -63,6 +65,22 @@ run: install ## Start the single-agent stack (serve_config.yaml); OFFLINE=1 for 
 run-multi: install ## Start all services (serve_multi_config.yaml); OFFLINE=1 for offline mode
 	$(call serve_run,serve_multi_config.yaml)
 
+# A long-lived local cluster changed in place (platform_core/cluster.py): the production loop on a laptop.
+CLUSTER = $(BIN)/python -m platform_core.cluster
+LOCAL_CONFIG = $(or $(CONFIG),serve_multi_config.yaml)
+
+up: install ## Start a background Ray head and serve deploy CONFIG (default serve_multi_config.yaml); OFFLINE=1
+	$(CLUSTER) up --config $(LOCAL_CONFIG) --port $(PORT) $(if $(OFFLINE),--offline)
+
+deploy: install ## Apply CONFIG to the running cluster in place (a roll-out: the apps keep serving); OFFLINE=1
+	$(CLUSTER) deploy --config $(LOCAL_CONFIG) $(if $(OFFLINE),--offline)
+
+status: install ## Each app of the running cluster, its status and its replicas by state
+	@$(CLUSTER) status
+
+down: install ## Shut Serve down and stop the cluster that `make up` started
+	$(CLUSTER) down
+
 test: install ## Run every test (unit and real-stack integration); PYTEST_ARGS=... to narrow
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -94,13 +112,11 @@ bench: install ## Own offline stack on a free port: 1/10/50 concurrent chats, MC
 docs: install ## Regenerate docs/configuration.md from the settings and builder args models
 	$(BIN)/python -m platform_core.config_reference && $(BIN)/python -m protocols.reference
 
-CONFIG ?= anyscale_service_config.yaml
-
 anyscale-requirements: install ## Write requirements.lock.txt (from uv.lock) for the Anyscale configs
 	$(UV_RUN) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.lock.txt
 
 anyscale-deploy: anyscale-requirements ## Deploy CONFIG (default anyscale_service_config.yaml) with the anyscale CLI
-	$(BIN)/anyscale service deploy -f $(CONFIG)
+	$(BIN)/anyscale service deploy -f $(or $(CONFIG),anyscale_service_config.yaml)
 
 clean: ## Remove the venv, caches and run files
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .ruff_cache test-artifacts

@@ -12,7 +12,8 @@ Rooms by job:
 - :mod:`agent_runtime.llm_client`: the OpenAI-compatible model behind ``/llm``.
 - :mod:`agent_runtime.runner_base`: :class:`BaseAgentRunner`, the seam between the apps and an agent
   framework; :mod:`agent_runtime.runner` implements it on LangGraph (lifecycle) with
-  :mod:`agent_runtime.translation` (LangGraph -> events).
+  :mod:`agent_runtime.translation` (LangGraph -> events); :mod:`agent_runtime.maf` implements it on
+  Microsoft Agent Framework (:class:`MAFAgentRunner`, named by a spec's ``runner``).
 - :mod:`agent_runtime.chat`: the SSE ``/chat`` app; :mod:`agent_runtime.a2a`: the A2A app.
 - :mod:`agent_runtime.state`: the platform database (memory, threads, leases, tasks, retention).
 """
@@ -20,6 +21,7 @@ Rooms by job:
 from agent_runtime.a2a import A2ASkill, a2a_app_builder
 from agent_runtime.chat import chat_app_builder
 from agent_runtime.factories import AgentRunError, InvalidToolCall, ToolRoundsExceeded, build_tool_agent
+from agent_runtime.maf import MAFAgentRunner
 from agent_runtime.runner import AgentRunner
 from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
@@ -39,6 +41,7 @@ __all__ = [
     # running it
     "BaseAgentRunner",
     "AgentRunner",
+    "MAFAgentRunner",
     "RunnerHealth",
     "build_tool_agent",
     "AgentRunError",

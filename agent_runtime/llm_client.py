@@ -17,6 +17,7 @@ import re
 import time
 
 import httpx
+import openai
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -131,6 +132,7 @@ class LLMClient:
         self._model_id: str | None = self._configured_model
         self._chat_model: ChatOpenAI | None = None
         self._http: httpx.AsyncClient | None = None
+        self._openai: openai.AsyncOpenAI | None = None
         self._lock: asyncio.Lock | None = None
         self._no_chat_model_logged = False
 
@@ -174,11 +176,28 @@ class LLMClient:
             )
         return self._chat_model
 
+    def openai_client(self) -> openai.AsyncOpenAI:
+        """The OpenAI SDK client on the same endpoint, key, timeouts and retries, for other frameworks.
+
+        Agents on a framework other than LangChain (Microsoft Agent Framework) take this client; the model
+        id comes from :meth:`model_id`, as for the chat model.
+        """
+        if self._openai is None:
+            self._openai = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key or _NO_KEY,
+                timeout=openai.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
+                max_retries=1,
+            )
+        return self._openai
+
     async def aclose(self) -> None:
-        """Close the chat model's connection pool (replica shutdown)."""
+        """Close the chat model's connection pool, and the OpenAI client's (replica shutdown)."""
         if self._http is not None:
             await self._http.aclose()
-        self._http, self._chat_model = None, None
+        if self._openai is not None:
+            await self._openai.close()
+        self._http, self._chat_model, self._openai = None, None, None
 
     async def check(self, timeout_s: float = 3.0) -> bool:
         """Whether the endpoint can serve right now (for ``/health``).

@@ -8,26 +8,19 @@ between a laptop, CI and production (LLM endpoint, tool server URLs, limits) is 
 from the platform settings, so the same spec runs everywhere.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.factories import DEFAULT_MAX_TOOL_ROUNDS
 from agent_runtime.tools.sources import ToolSource
 
+if TYPE_CHECKING:  # the runner module imports this one
+    from agent_runtime.runner_base import BaseAgentRunner
+
 DEFAULT_RUN_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """An agent as its file declares it."""
-
-    name: str
-    system_prompt: str
-    tools: ToolSource
-    description: str = ""
-    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
-    run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S
 
 
 class AgentRuntimeArgs(BaseModel):
@@ -55,3 +48,25 @@ class AgentRuntimeArgs(BaseModel):
     max_tool_rounds: int | None = Field(
         default=None, ge=0, le=100, description="Tool rounds per run; default: the agent's own."
     )
+
+
+RunnerFactory = Callable[["AgentSpec", AgentRuntimeArgs], "BaseAgentRunner"]
+"""Builds an agent's runner in a replica from its spec and its deployment's args (``from_args``)."""
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent as its file declares it.
+
+    ``runner`` picks the agent framework: ``None`` is the platform's LangGraph runner
+    (:class:`agent_runtime.runner.AgentRunner`); an agent of another framework names its runner's
+    factory, e.g. ``MAFAgentRunner.from_args`` (Microsoft Agent Framework).
+    """
+
+    name: str
+    system_prompt: str
+    tools: ToolSource
+    description: str = ""
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S
+    runner: RunnerFactory | None = None

@@ -179,8 +179,8 @@ async def token_relay(base_url: str, *, route: str = "/travel-agent", runs: int 
         return {"token_relay_ratio": None}
     chat_rate, llm_rate = statistics.median(chat_rates), statistics.median(llm_rates)
     chars, chat_pieces, _, llm_pieces = sizes[-1]
-    # What the agent adds per piece of text: its stream's span less the model's, over the pieces.
-    added_ms = (chars / chat_rate - chars / llm_rate) * 1000 / max(chat_pieces, 1)
+    # What the agent adds per piece the model streamed: its stream's span less the model's, per piece.
+    added_ms = (chars / chat_rate - chars / llm_rate) * 1000 / max(llm_pieces, 1)
     return {
         "token_relay_ratio": round(chat_rate / llm_rate, 3),
         "relay": {
@@ -189,7 +189,7 @@ async def token_relay(base_url: str, *, route: str = "/travel-agent", runs: int 
             "answer_chars": chars,
             "chat_pieces": chat_pieces,
             "llm_pieces": llm_pieces,
-            "agent_ms_per_piece": round(added_ms, 3),
+            "agent_ms_per_model_piece": round(added_ms, 3),
         },
     }
 

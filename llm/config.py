@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from platform_core.deployment import (
+    SHUTDOWN_MARGIN_S,
     MaxOngoingRequests,
     MinReplicas,
     NumCpus,
@@ -115,4 +116,6 @@ class LLMAppArgs(BaseModel):
 
     def deployment_options(self) -> dict[str, Any]:
         """Serve deployment options of the CPU backends (vllm builds its own deployments)."""
-        return self.sizing("cpu").deployment_options()
+        options = self.sizing("cpu").deployment_options()
+        options["graceful_shutdown_timeout_s"] = self.request_timeout_s + SHUTDOWN_MARGIN_S
+        return options

@@ -22,6 +22,7 @@ from ray import serve
 
 from llm.errors import OpenAIError, install_error_handlers, read_json_object
 from platform_core.api_errors import decode_json
+from platform_core.config_version import with_config_version
 from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -97,12 +98,9 @@ class _Proxy:
 
     async def health(self, request: Request) -> JSONResponse:
         target, base = self._target, self._base
-        body: dict[str, object] = {
-            "ready": False,
-            "backend": "upstream",
-            "upstream": base,
-            "model": target.model,
-        }
+        body: dict[str, object] = await with_config_version(
+            {"ready": False, "backend": "upstream", "upstream": base, "model": target.model}
+        )
         try:
             response = await self.http().get(
                 f"{base}/models",

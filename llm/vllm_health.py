@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from platform_core.config_version import with_config_version
+
 # How long /health waits for an LLMServer replica to answer; a replica still loading weights answers
 # nothing, so the probe times out and /health says 503 instead of hanging with the request queued.
 HEALTH_PROBE_TIMEOUT_S = 5.0
@@ -24,7 +26,7 @@ async def vllm_health(
     The router's ``/v1/models`` lists the configured model as soon as the router is up, while the engine may
     still be loading weights or waiting for a GPU, so readiness asks a model replica itself.
     """
-    body: dict[str, Any] = {"ready": False, "backend": "vllm", "model": model_id}
+    body: dict[str, Any] = await with_config_version({"ready": False, "backend": "vllm", "model": model_id})
     try:
         await asyncio.wait_for(probe(), timeout_s)
     except TimeoutError:

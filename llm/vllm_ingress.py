@@ -24,6 +24,7 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
 from llm.vllm_health import vllm_health
+from platform_core.config_version import with_config_version
 
 ENDPOINTS: dict[str, Callable[[FastAPI], Callable[..., Any]]] = {
     **DEFAULT_ENDPOINTS,
@@ -42,7 +43,8 @@ class OpenAiIngressWithHealth(OpenAiIngress):
 
     async def health(self) -> JSONResponse:
         """``GET /health``: ready once every model's ``LLMServer`` answers its health check in time."""
-        response = JSONResponse({"ready": False, "backend": "vllm", "reason": "no model configured"}, 503)
+        body = await with_config_version({"ready": False, "backend": "vllm", "reason": "no model configured"})
+        response = JSONResponse(body, 503)
         for model_id, server in self._servers.items():
 
             async def probe(server: DeploymentHandle[Any] = server) -> None:

@@ -33,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Scope
 
 from platform_core.api_errors import RequestBodyLimit, decode_json, http_error_response
+from platform_core.config_version import with_config_version
 from platform_core.deployment import (
     MaxOngoingRequests,
     MaxReplicas,
@@ -168,7 +169,7 @@ def create_mcp_asgi_app(server_factory: ServerFactory, args: MCPScalingArgs | No
 
     async def health(_: Request) -> JSONResponse:
         tools = [tool.name for tool in await server.list_tools()]
-        return JSONResponse({"ready": True, "server": server.name, "tools": tools})
+        return JSONResponse(await with_config_version({"ready": True, "server": server.name, "tools": tools}))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

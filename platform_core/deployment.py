@@ -38,6 +38,11 @@ def check_replica_bounds(min_replicas: int, max_replicas: int) -> None:
         raise ValueError(f"max_replicas ({max_replicas}) must be >= min_replicas ({min_replicas})")
 
 
+# A replica asked to stop (a roll-out, a downscale) finishes its requests in flight for up to its longest
+# request plus this margin before Serve kills it (Serve's own default is 20 s, shorter than an agent run).
+SHUTDOWN_MARGIN_S = 30.0
+
+
 class ServeDeploymentArgs(BaseModel):
     """Builder args that size one deployment. Unknown fields are rejected, so a typo fails the deploy."""
 

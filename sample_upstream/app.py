@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
 
+from platform_core.config_version import with_config_version
 from sample_upstream.weather import router as weather_router
 from sample_upstream.web import router as web_router
 
@@ -20,8 +21,8 @@ def create_app() -> FastAPI:
     app.include_router(web_router)
 
     @app.get("/health")
-    async def health() -> dict[str, bool]:
-        return {"ready": True}
+    async def health() -> dict[str, object]:
+        return await with_config_version({"ready": True})
 
     return app
 

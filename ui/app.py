@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from platform_core.config_version import with_config_version
 from platform_core.settings import get_settings
 from ui.blocks import CSS, build_blocks
 from ui.client import AgentClient
@@ -43,7 +44,7 @@ def create_ui_app(args: UIArgs) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, object]:
-        return {"ready": True, "agents": agent_urls}
+        return await with_config_version({"ready": True, "agents": agent_urls})
 
     logger.info("UI for agents %s", ", ".join(f"{name}={url}" for name, url in agent_urls.items()))
     # Gradio's untyped @document() decorator makes mount_gradio_app Any; it returns ``app``.

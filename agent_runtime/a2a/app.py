@@ -65,7 +65,13 @@ from agent_runtime.a2a.executor import ChatAgentExecutor
 from agent_runtime.state.database import Database
 from agent_runtime.tools.sources import resolve_url
 from platform_core.api_errors import RequestBodyLimit, http_error_response
-from platform_core.deployment import MaxOngoingRequests, NumCpus, ServeDeploymentArgs
+from platform_core.config_version import with_config_version
+from platform_core.deployment import (
+    SHUTDOWN_MARGIN_S,
+    MaxOngoingRequests,
+    NumCpus,
+    ServeDeploymentArgs,
+)
 from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -271,7 +277,7 @@ def create_a2a_app(
 
     async def health(_: Request) -> JSONResponse:
         chat = await _agent_ready(health_client, agent_url + "/health")
-        return JSONResponse({"ready": chat, "agent": spec.name, "chat": chat})
+        return JSONResponse(await with_config_version({"ready": chat, "agent": spec.name, "chat": chat}))
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -349,7 +355,12 @@ def a2a_app_builder(agent: Any = None, **fields: Any) -> Callable[[A2AAgentArgs]
         options = args.model_dump(
             include={"public_base_url", "task_timeout_s", "progress_interval_s", "cancel_check_s"}
         )
-        deployment = A2AAgentDeployment.options(name=f"{resolved.name}-a2a", **args.deployment_options())
+        deployment = A2AAgentDeployment.options(
+            name=f"{resolved.name}-a2a",
+            **args.deployment_options(),
+            # A roll-out lets a task in flight finish: the replica is stopped after its longest task at most.
+            graceful_shutdown_timeout_s=args.task_timeout_s + SHUTDOWN_MARGIN_S,
+        )
         return deployment.bind(resolved.model_dump(), options)
 
     build_a2a_app.__doc__ = f"Serve builder of the A2A app of {spec.name if spec else 'an SSE agent'!r}."

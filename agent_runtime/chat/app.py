@@ -51,7 +51,11 @@ from platform_core.api_errors import (
     read_body,
     validation_message,
 )
-from platform_core.deployment import ServeDeploymentArgs
+from platform_core.config_version import with_config_version
+from platform_core.deployment import (
+    SHUTDOWN_MARGIN_S,
+    ServeDeploymentArgs,
+)
 from platform_core.errors import describe_error
 from platform_core.settings import get_settings
 from protocols.events import THREAD_ID_PATTERN, encode_sse, is_valid_thread_id
@@ -221,7 +225,9 @@ class _ChatRoutes:
 
     async def health(self) -> JSONResponse:
         report = await self.runner.health()
-        return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
+        return JSONResponse(
+            await with_config_version(report.model_dump()), status_code=200 if report.ready else 503
+        )
 
 
 def _lifespan(
@@ -260,7 +266,7 @@ class ChatAgentReplica:
         settings = get_settings()
         logging.getLogger("agent_runtime").setLevel(settings.log_level.upper())
         self._app = create_chat_app(
-            AgentRunner.from_args(spec, args),
+            (spec.runner or AgentRunner.from_args)(spec, args),  # the agent's framework
             ping_s=args.ping_s,
             database=Database(pool_size=settings.database_pool_size),
             retention_days=settings.retention_days,
@@ -282,6 +288,9 @@ def chat_app_builder(spec: AgentSpec) -> Callable[[ChatAgentArgs], Application]:
 
     def build_app(args: ChatAgentArgs) -> Application:
         options = args.deployment_options()
+        # A roll-out lets a run in flight finish: the replica is stopped after its longest run at most.
+        longest_run_s = args.run_timeout_s or spec.run_timeout_s
+        options["graceful_shutdown_timeout_s"] = longest_run_s + SHUTDOWN_MARGIN_S
         return ChatAgentDeployment.options(name=f"{spec.name}-chat", **options).bind(spec, args)
 
     build_app.__doc__ = f"Serve builder of the {spec.name!r} SSE chat agent (args: ChatAgentArgs)."

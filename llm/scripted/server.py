@@ -19,6 +19,7 @@ from llm.config import SCRIPTED_MODEL_ID
 from llm.errors import OpenAIError, install_error_handlers, read_json_object, validation_error
 from llm.scripted.completion import completion_body, completion_chunks, generate_reply
 from llm.scripted.protocol import ChatCompletionRequest
+from platform_core.config_version import with_config_version
 
 
 def _model_card(model_id: str, created: int) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def create_app(model_id: str = SCRIPTED_MODEL_ID, token_delay_s: float = 0.0) ->
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"ready": True, "backend": "scripted", "model": model_id}
+        return await with_config_version({"ready": True, "backend": "scripted", "model": model_id})
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

@@ -252,10 +252,12 @@ def test_vllm_build_logs_the_gpu_and_memory_settings(
 def test_replica_bounds_default_per_backend() -> None:
     """One set of sizing fields; unset max_replicas: a fixed count on CPU, up to 4 vLLM replicas."""
     args = LLMAppArgs()
-    assert args.deployment_options() == {
+    options = args.deployment_options()
+    assert options == {
         "ray_actor_options": {"num_cpus": 0.1},
         "max_ongoing_requests": 100,
         "num_replicas": 1,
+        "graceful_shutdown_timeout_s": args.request_timeout_s + 30,  # a stream in flight may finish
     }
     assert args.sizing("vllm").autoscaling_config() == {
         "min_replicas": 1,

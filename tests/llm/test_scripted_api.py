@@ -47,7 +47,12 @@ def assemble_tool_calls(chunks: list[Any]) -> list[dict[str, str]]:
 def test_models_and_health(client: OpenAI, base_url: str) -> None:
     assert [m.id for m in client.models.list()] == [MODEL]
     assert client.models.retrieve(MODEL).id == MODEL
-    assert httpx.get(f"{base_url}/health").json() == {"ready": True, "backend": "scripted", "model": MODEL}
+    assert httpx.get(f"{base_url}/health").json() == {
+        "ready": True,
+        "backend": "scripted",
+        "model": MODEL,
+        "config_version": None,
+    }
 
 
 def test_plain_completion_has_content_and_consistent_usage(client: OpenAI) -> None:

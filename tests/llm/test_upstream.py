@@ -170,6 +170,7 @@ def test_health_is_ready_once_the_upstream_lists_models(upstream: tuple[str, Rec
         "backend": "upstream",
         "upstream": f"{upstream[0]}/v1",
         "model": None,
+        "config_version": None,  # outside Serve
     }
     assert upstream[1].authorizations[-1] == "Bearer sk-upstream"  # a wrong key would show here
 

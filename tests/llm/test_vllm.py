@@ -27,7 +27,12 @@ async def test_health_is_ready_once_a_model_replica_answers() -> None:
 
     response = await vllm_health("qwen", answers)
     assert response.status_code == 200
-    assert json.loads(response.body) == {"ready": True, "backend": "vllm", "model": "qwen"}
+    assert json.loads(response.body) == {
+        "ready": True,
+        "backend": "vllm",
+        "model": "qwen",
+        "config_version": None,
+    }
     assert calls == ["check_health"]
 
 

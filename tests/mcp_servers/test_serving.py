@@ -80,7 +80,12 @@ async def test_health_lists_tools(prefixed_app: str) -> None:
     async with httpx.AsyncClient() as client:
         response = await client.get(prefixed_app + "/health")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "server": "echo", "tools": ["echo", "shout"]}
+    assert response.json() == {
+        "ready": True,
+        "server": "echo",
+        "tools": ["echo", "shout"],
+        "config_version": None,
+    }
 
 
 async def test_only_the_exact_mcp_path_serves_mcp(prefixed_app: str) -> None:
@@ -147,7 +152,8 @@ def test_scaling_bounds_are_validated() -> None:
 
 
 def test_scaling_options_autoscale_and_start_a_replica() -> None:
-    assert MCPScalingArgs().deployment_options() == {
+    options = MCPScalingArgs().deployment_options()
+    assert options == {
         "ray_actor_options": {"num_cpus": 0.2},
         "max_ongoing_requests": 50,
         "autoscaling_config": {

@@ -28,12 +28,16 @@ ROUTES = {
     "weather_agent": "/weather-agent",
     "research_agent": "/research-agent",
     "travel_agent": "/travel-agent",
+    "packing_agent": "/packing-agent",
     "a2a_weather": "/a2a-weather",
     "a2a_research": "/a2a-research",
     "a2a_travel": "/a2a-travel",
+    "a2a_packing": "/a2a-packing",
     "ui": "/ui",
 }
-MULTI_APPS = set(ROUTES)  # the nine services of the reference design, plus the UI
+MULTI_APPS = set(
+    ROUTES
+)  # the nine services of the reference design, the packing agent and its A2A face, the UI
 
 
 def load(name: str) -> dict:

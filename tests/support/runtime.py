@@ -9,6 +9,7 @@
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -109,6 +110,7 @@ def create_playbook_llm() -> PlaybookLLM:
             for name, args in turn.tool_calls
         ]
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"  # one per completion, as OpenAI's
         if turn.delay_s:
             await asyncio.sleep(turn.delay_s)
         if not body.get("stream"):
@@ -125,8 +127,9 @@ def create_playbook_llm() -> PlaybookLLM:
             choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
             return JSONResponse(
                 {
-                    "id": "cmpl",
+                    "id": completion_id,
                     "object": "chat.completion",
+                    "created": int(time.time()),
                     "model": PLAYBOOK_MODEL_ID,
                     "choices": [choice],
                     "usage": usage,
@@ -136,8 +139,9 @@ def create_playbook_llm() -> PlaybookLLM:
         async def chunks() -> AsyncIterator[str]:
             def frame(delta: dict[str, Any], finish: str | None = None) -> str:
                 payload = {
-                    "id": "cmpl",
+                    "id": completion_id,
                     "object": "chat.completion.chunk",
+                    "created": int(time.time()),
                     "model": PLAYBOOK_MODEL_ID,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
@@ -156,7 +160,14 @@ def create_playbook_llm() -> PlaybookLLM:
                     yield frame({"tool_calls": [piece]})
             yield frame({}, "tool_calls" if calls else "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
-                tail = {"id": "cmpl", "object": "chat.completion.chunk", "choices": [], "usage": usage}
+                tail = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),  # as OpenAI sends it (MAF's client reads it)
+                    "model": PLAYBOOK_MODEL_ID,
+                    "choices": [],
+                    "usage": usage,
+                }
                 yield f"data: {json.dumps(tail)}\n\n"
             yield "data: [DONE]\n\n"
 
@@ -233,3 +244,41 @@ def register_playbook(
         book.then = then
     llm.playbooks[key] = book
     return key
+
+
+@contextmanager
+def playbook_servers() -> Iterator[tuple[PlaybookLLM, str, str]]:
+    """The playbook model and the test MCP server on free ports: ``(model, LLM base URL, MCP URL)``."""
+    from tests.support.servers import ServerThread, serve_mcp
+
+    llm = create_playbook_llm()
+    with ServerThread(llm.app) as llm_server:
+        mcp = serve_mcp(create_test_mcp_server())
+        try:
+            yield llm, f"{llm_server.url}/v1", f"{mcp.url}/mcp"
+        finally:
+            mcp.stop()
+
+
+async def hang_up_at_first_tool_call(base_url: str, user_request: str) -> str:
+    """Start a chat and close the connection at its first ``tool_call``; returns the thread id."""
+    import httpx
+
+    from protocols.events import ToolCall, aiter_sse_events
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream("POST", f"{base_url}/chat", json={"user_request": user_request}) as response:
+            async for event in aiter_sse_events(response.aiter_lines()):
+                if isinstance(event, ToolCall):
+                    break
+    return response.headers["x-thread-id"]
+
+
+async def post_once_free(base_url: str, body: dict[str, Any], timeout_s: float = 30.0) -> Any:
+    """``POST /chat`` again until the thread is no longer busy (409): the earlier run has stopped."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=30) as client, asyncio.timeout(timeout_s):
+        while (response := await client.post(f"{base_url}/chat", json=body)).status_code == 409:
+            await asyncio.sleep(0.1)
+    return response

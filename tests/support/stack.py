@@ -153,3 +153,18 @@ def chat(
         lines = list(response.iter_lines())
     events = parse_sse_lines(lines) if response.status_code == 200 else []
     return response, events
+
+
+def health(base_url: str, route: str) -> dict[str, Any]:
+    """The body of ``GET {route}/health`` (whatever its status)."""
+    body: dict[str, Any] = httpx.get(f"{base_url}{route}/health", timeout=30).json()
+    return body
+
+
+def weather_replica(base_url: str) -> str:
+    """The ``X-Replica-Id`` of the weather agent replica that answers one chat."""
+    response = httpx.post(
+        f"{base_url}/weather-agent/chat", json={"user_request": "Weather in Paris?"}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    return response.headers["x-replica-id"]

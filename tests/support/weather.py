@@ -7,6 +7,7 @@ from agent_runtime.chat.app import ChatAgentArgs
 from llm.scripted.server import create_app as create_scripted_llm
 from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app
 from mcp_servers.weather import WeatherServerArgs, create_weather_server
+from protocols.events import ChatEvent, Error, ToolCall, ToolResult
 from sample_upstream.app import create_app as create_sample_upstream
 from tests.support.servers import ServerThread
 
@@ -30,3 +31,13 @@ def offline_weather_servers() -> Iterator[ChatAgentArgs]:
     finally:
         for server in (llm, mcp, sample):
             server.stop()
+
+
+def forecast_calls(events: list[ChatEvent], forecast_tool: str) -> tuple[ToolCall, ToolCall]:
+    """The run's ``geocode`` and ``forecast_tool`` calls (the first two), both answered ``ok``, no error."""
+    assert not [e for e in events if isinstance(e, Error)]
+    geocode, forecast = [e for e in events if isinstance(e, ToolCall)][:2]
+    assert (geocode.name, forecast.name) == ("geocode", forecast_tool)
+    statuses = {e.id: e.status for e in events if isinstance(e, ToolResult)}
+    assert statuses[geocode.id] == statuses[forecast.id] == "ok"
+    return geocode, forecast

@@ -255,7 +255,11 @@ def test_page_and_assets_load_behind_a_route_prefix(scripted) -> None:
     app = create_ui_app(UIArgs(agents={"Travel": "/"}, base_url=url))
     with ServerThread(RoutePrefix(app, "/ui")) as server:
         with httpx.Client(base_url=server.url, timeout=30) as http:
-            assert http.get("/ui/health").json() == {"ready": True, "agents": {"Travel": url}}
+            assert http.get("/ui/health").json() == {
+                "ready": True,
+                "agents": {"Travel": url},
+                "config_version": None,
+            }
             page = http.get("/ui/")
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
             assets = re.findall(r'(?:src|href)="\./(assets/[^"]+)"', page.text)

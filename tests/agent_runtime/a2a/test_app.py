@@ -211,6 +211,7 @@ async def test_health_reports_whether_chat_is_reachable(server: A2AServer) -> No
             "ready": True,
             "agent": "weather",
             "chat": True,
+            "config_version": None,  # outside Serve
         }
         server.peer.ready = False
         try:
@@ -219,7 +220,12 @@ async def test_health_reports_whether_chat_is_reachable(server: A2AServer) -> No
             server.peer.ready = True
     down = create_a2a_app(SPEC.model_copy(update={"agent_url": f"http://127.0.0.1:{free_port()}"}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(down), base_url="http://test") as client:
-        assert (await client.get("/health")).json() == {"ready": False, "agent": "weather", "chat": False}
+        assert (await client.get("/health")).json() == {
+            "ready": False,
+            "agent": "weather",
+            "chat": False,
+            "config_version": None,
+        }
 
 
 # --- messages ----------------------------------------------------------------------------------------
