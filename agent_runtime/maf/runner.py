@@ -3,7 +3,8 @@
 The chat app (and through it the A2A app) drives it as it drives the LangGraph runner, and the
 ``/chat`` contract is the same: the run's lifecycle (``metadata`` first, ``done`` last, the time limit,
 abort on a lost thread lease, cancel when the client goes away, token coalescing) is
-:class:`agent_runtime.runner.AgentRunner`'s, inherited; only what runs inside it is MAF's:
+:class:`agent_runtime.run_loop.QueuedAgentRunner`'s, shared with the LangGraph runner; only what runs
+inside it is MAF's:
 
 - the model: MAF's ``OpenAIChatCompletionClient`` on the platform's ``/llm`` (the same endpoint, key,
   timeouts and model discovery as LangGraph agents: :class:`agent_runtime.llm_client.LLMClient`);
@@ -22,11 +23,12 @@ platform's tool-round limit and malformed-call policy. MAF is imported only when
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent_runtime.maf.threads import thread_view
 from agent_runtime.maf.translation import UpdateTranslator, maf_error_event
-from agent_runtime.runner import _END, AgentRunner, tool_set_key
+from agent_runtime.run_loop import Emit, QueuedAgentRunner
+from agent_runtime.runner import tool_set_key
 from agent_runtime.spec import AgentSpec
 from agent_runtime.state.database import Database
 from agent_runtime.state.sessions import DatabaseSessionDocuments, LocalSessionDocuments, SessionDocuments
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class MAFAgentRunner(AgentRunner):
+class MAFAgentRunner(QueuedAgentRunner):
     """One MAF agent in one replica: its chat client, MCP tools, sessions and ``Agent``.
 
     Built like the LangGraph runner (``MAFAgentRunner.from_args(spec, args)``, which an
@@ -59,12 +61,11 @@ class MAFAgentRunner(AgentRunner):
         *,
         llm: "LLMClient | None" = None,
         tools: ToolSource | None = None,
-        checkpointer: object = None,
         run_timeout_s: float | None = None,
         max_tool_rounds: int | None = None,
         sessions: SessionDocuments | None = None,
     ) -> None:
-        """As :class:`AgentRunner` (``checkpointer`` is LangGraph's and ignored); ``sessions``: the memory."""
+        """As :class:`QueuedAgentRunner`; ``sessions``: the memory (this process's until ``use_database``)."""
         super().__init__(
             spec, llm=llm, tools=tools, run_timeout_s=run_timeout_s, max_tool_rounds=max_tool_rounds
         )
@@ -105,37 +106,24 @@ class MAFAgentRunner(AgentRunner):
         await asyncio.gather(*(tool.close() for tool in tools), return_exceptions=True)
         await super().aclose()
 
-    async def _produce(
-        self, user_request: str, thread_id: str, translator: EventTranslator, queue: asyncio.Queue[Any]
-    ) -> None:
-        """The run inside :meth:`AgentRunner.stream`'s lifecycle: events into ``queue``, then the end mark."""
-        try:
-            agent = await self._maf_agent()
-            key = self.thread_key(thread_id)
-            session = await self._session(agent, key)
-            updates = UpdateTranslator(
-                translator, tool_names=self._tool_names, max_tool_rounds=self.max_tool_rounds
-            )
-            async with agent.run(user_request, stream=True, session=session) as stream:
-                async for update in stream:
-                    for event in updates.translate(update):
-                        queue.put_nowait(event)
-                for event in updates.end_of_reply():
-                    queue.put_nowait(event)
-                await stream.get_final_response()  # the history provider stores the turn in the session
-            await self.sessions.put(key, session.to_dict())
-        except Exception as exc:
-            queue.put_nowait(self._failure(exc))
-        finally:
-            queue.put_nowait(_END)
+    async def produce(self, user_request: str, thread_id: str, ledger: EventTranslator, emit: Emit) -> None:
+        """The MAF agent's run on the thread's session; the session is stored once the run finished."""
+        agent = await self._maf_agent()
+        key = self.thread_key(thread_id)
+        session = await self._session(agent, key)
+        updates = UpdateTranslator(ledger, tool_names=self._tool_names, max_tool_rounds=self.max_tool_rounds)
+        async with agent.run(user_request, stream=True, session=session) as stream:
+            async for update in stream:
+                for event in updates.translate(update):
+                    emit(event)
+            for event in updates.end_of_reply():
+                emit(event)
+            await stream.get_final_response()  # the history provider stores the turn in the session
+        await self.sessions.put(key, session.to_dict())
 
-    def _failure(self, exc: Exception) -> Error:
-        event = maf_error_event(exc)
-        if event.code != "internal":
-            logger.warning("agent %s run failed: %s", self.name, event.message)
-            return event
-        logger.exception("agent %s run failed", self.name)
-        return event
+    def error_event(self, exc: Exception, ledger: EventTranslator) -> Error:
+        """The contract's code for ``exc`` (MAF's exceptions mapped in :func:`maf_error_event`)."""
+        return maf_error_event(exc)
 
     def _tool_names(self) -> set[str]:
         return {function.name for tool in self._mcp_tools.values() for function in tool.functions}

@@ -21,7 +21,8 @@ from agent_runtime.factories import (
     tool_rounds_this_run,
 )
 from agent_runtime.llm_client import LLMClient
-from agent_runtime.runner import AgentRunner, dangling_tool_calls, take_ready_tokens, tool_set_key
+from agent_runtime.run_loop import take_ready_tokens
+from agent_runtime.runner import AgentRunner, dangling_tool_calls, tool_set_key
 from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentSpec
 from agent_runtime.state.database import Database

@@ -4,7 +4,9 @@ Needs the ``/packing-agent`` (``agents.packing:build_app``) and ``/a2a-packing``
 (``agents.packing:build_a2a_app``) apps in serve_multi_config.yaml.
 """
 
+import copy
 import json
+import uuid
 
 import httpx
 import pytest
@@ -52,3 +54,26 @@ def test_packing_a2a_v03_message_send(offline_multi: ServeStack) -> None:
     }
     response = httpx.post(f"{base}/v1/message:send", json=body, timeout=180)
     assert response.status_code == 200, response.text
+
+
+def test_a_packing_thread_survives_a_replica_restart(offline_multi: ServeStack) -> None:
+    stack = offline_multi
+    first, _ = chat(stack, "/packing-agent", {"user_request": REQUEST})
+    thread_id, replica = first.headers["x-thread-id"], first.headers["x-replica-id"]
+    original = copy.deepcopy(stack.apps["packing_agent"])
+    restarted = copy.deepcopy(original)  # a new env var: Serve replaces the replica
+    restarted.setdefault("runtime_env", {}).setdefault("env_vars", {})["RESTART_MARK"] = uuid.uuid4().hex
+    try:
+        stack.deploy({"applications": [restarted]})
+        stack.wait_ready("/packing-agent")
+        follow_up = "And for Lisbon?"
+        second, events = chat(stack, "/packing-agent", {"user_request": follow_up, "thread_id": thread_id})
+        assert second.status_code == 200 and second.headers["x-replica-id"] != replica
+        assert isinstance(events[-1], Done) and not [e for e in events if isinstance(e, Error)]
+        assert "get_world_forecast" in [e.name for e in events if isinstance(e, ToolCall)]
+        # The new replica continued the stored session: a lost one would hold the follow-up alone.
+        view = httpx.get(f"{stack.base_url}/packing-agent/threads/{thread_id}", timeout=30).json()
+        assert [m["content"] for m in view["messages"] if m["role"] == "user"] == [REQUEST, follow_up]
+    finally:
+        stack.deploy({"applications": [original]})
+        stack.wait_ready("/packing-agent")

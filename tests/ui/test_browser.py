@@ -68,17 +68,17 @@ SCROLL_CHAT_TO_TOP = """() => {
 
 @pytest.fixture(scope="module")
 def ui_stack(offline_multi: ServeStack) -> ServeStack:
-    """The offline multi-agent stack with the UI at /ui (deployed here unless the config has it)."""
-    if not any(app.get("route_prefix") == "/ui" for app in offline_multi.apps.values()):
-        env = offline_multi.apps["travel_agent"].get("runtime_env", {})  # SERVE_BASE_URL, OFFLINE, PYTHONPATH
-        app = {
-            "name": "ui",
-            "route_prefix": "/ui",
-            "import_path": "ui.app:build_app",
-            "args": {"agents": AGENTS},
-            "runtime_env": env,
-        }
-        offline_multi.deploy({"applications": [app]})
+    """The offline multi-agent stack with the multi config's UI at /ui.
+
+    Deployed here whatever runs at /ui now: the single-agent config's UI has the same app name and route
+    and only the weather agent, and a test of that config may have deployed it after the multi stack.
+    """
+    ui = next(
+        a for a in offline_multi.local_config("serve_multi_config.yaml")["applications"] if a["name"] == "ui"
+    )
+    assert set(AGENTS.values()) <= set(ui["args"]["agents"].values()), ui["args"]
+    if offline_multi.apps.get("ui") != ui:
+        offline_multi.deploy({"applications": [ui]})
     offline_multi.wait_ready("/ui")
     return offline_multi
 
