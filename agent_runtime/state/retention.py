@@ -5,6 +5,8 @@
 - a thread goes when its latest checkpoint is older than the cutoff (LangGraph checkpoint ids are
   time-ordered UUIDv6: the id says when it was written); it is deleted through the checkpointer
   (checkpoints, their blobs and pending writes); threads with a run in progress are kept;
+- a framework's stored session (``agent_sessions``: Microsoft Agent Framework agents) goes when it was
+  last written before the cutoff, unless a run holds its thread;
 - an A2A task goes when its status timestamp (``last_updated``) is older than the cutoff, with its
   version row and event log;
 - expired ``thread_runs`` claims left by crashed replicas go too.
@@ -24,8 +26,11 @@ from datetime import UTC, datetime, timedelta
 
 from a2a.server.models import TaskEventModel, TaskModel, TaskVersionModel
 from sqlalchemy import Column, MetaData, String, Table, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent_runtime.state.database import Database, DatabaseUnavailable, thread_runs
+from agent_runtime.state.sessions import agent_sessions
+from platform_core.sql import create_schema
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,8 @@ class RetentionReport:
     """Conversations deleted."""
     tasks: int
     """A2A tasks deleted, with their versions and events."""
+    sessions: int
+    """Stored framework sessions (``agent_sessions``) deleted."""
     expired_claims: int
     """Expired ``thread_runs`` rows deleted (always 0 in a dry run: they are not counted)."""
     dry_run: bool
@@ -73,21 +80,26 @@ async def purge(
     cutoff = (now or datetime.now(UTC)) - older_than
     saver = await db.checkpointer()  # opens the database: every table exists from here on
 
+    await create_schema(db.url, db.engine, [agent_sessions])  # idempotent: MAF agents may never have run
+
     threads = await _old_threads(db, cutoff)
     tasks = await _old_tasks(db, cutoff)
+    sessions = await _old_sessions(db, cutoff)
     claims = 0
     if not dry_run:
         for key in threads:
             await saver.adelete_thread(key)
         await _delete_tasks(db, tasks)
+        await _delete_sessions(db, sessions)
         claims = await _delete_expired_claims(db)
-    report = RetentionReport(cutoff, len(threads), len(tasks), claims, dry_run)
+    report = RetentionReport(cutoff, len(threads), len(tasks), len(sessions), claims, dry_run)
     logger.info(
-        "retention (%s, older than %s): %s %d threads, %d A2A tasks%s",
+        "retention (%s, older than %s): %s %d threads, %d sessions, %d A2A tasks%s",
         db.url.describe(),
         cutoff.isoformat(timespec="seconds"),
         "would delete" if dry_run else "deleted",
         report.threads,
+        report.sessions,
         report.tasks,
         "" if dry_run else f", {claims} expired run claims",
     )
@@ -100,13 +112,7 @@ async def _old_threads(db: Database, cutoff: datetime) -> list[str]:
         rows = (
             await conn.execute(select(_checkpoints.c.thread_id, latest).group_by(_checkpoints.c.thread_id))
         ).all()
-        busy = set(
-            (
-                await conn.execute(
-                    select(thread_runs.c.thread_key).where(thread_runs.c.expires_at >= time.time())
-                )
-            ).scalars()
-        )
+        busy = await _busy_threads(conn)
     old = []
     for thread_id, checkpoint_id in rows:
         written = checkpoint_time(checkpoint_id)
@@ -115,6 +121,28 @@ async def _old_threads(db: Database, cutoff: datetime) -> list[str]:
         elif written < cutoff and thread_id not in busy:
             old.append(thread_id)
     return old
+
+
+async def _busy_threads(conn: AsyncConnection) -> set[str]:
+    rows = await conn.execute(select(thread_runs.c.thread_key).where(thread_runs.c.expires_at >= time.time()))
+    return set(rows.scalars())
+
+
+async def _old_sessions(db: Database, cutoff: datetime) -> list[str]:
+    async with db.engine.connect() as conn:
+        keys = await conn.execute(
+            select(agent_sessions.c.thread_key).where(agent_sessions.c.updated_at < cutoff.timestamp())
+        )
+        old = list(keys.scalars())
+        busy = await _busy_threads(conn)
+    return [key for key in old if key not in busy]
+
+
+async def _delete_sessions(db: Database, keys: Sequence[str]) -> None:
+    for start in range(0, len(keys), _BATCH):
+        async with db.engine.begin() as conn:
+            batch = keys[start : start + _BATCH]
+            await conn.execute(delete(agent_sessions).where(agent_sessions.c.thread_key.in_(batch)))
 
 
 async def _old_tasks(db: Database, cutoff: datetime) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +20,12 @@ from a2a.types import Task, TaskState, TaskStatus
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from agent_runtime.state.database import Database, DatabaseUnavailable, thread_runs
 from agent_runtime.state.leases import ThreadBusy, ThreadLeases
 from agent_runtime.state.retention import checkpoint_time, purge
+from agent_runtime.state.sessions import DatabaseSessionDocuments, agent_sessions
 from agent_runtime.state.threads import read_thread
 from tests.support.paths import REPO_ROOT
 from tests.support.persistence import database_fixtures, put_checkpoint, uuid6_at
@@ -413,3 +415,30 @@ async def test_retention_command(database_url: str) -> None:
     assert unreachable.returncode == 1
     assert f"cannot reach PostgreSQL at 127.0.0.1:{port}/x" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+async def test_retention_deletes_old_framework_sessions_but_not_a_busy_one(database_url: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    old, busy, fresh = (f"packing/{tag}-{name}" for name in ("old", "busy", "fresh"))
+    async with Database(database_url) as db:
+        sessions = DatabaseSessionDocuments(db)
+        for key in (old, busy, fresh):
+            await sessions.put(key, {"messages": [key]})
+        long_ago = time.time() - 40 * 86400
+        async with db.engine.begin() as conn:  # written 40 days ago
+            await conn.execute(
+                update(agent_sessions)
+                .where(agent_sessions.c.thread_key.in_([old, busy]))
+                .values(updated_at=long_ago)
+            )
+        lease = await ThreadLeases(db.engine).acquire(busy, "run-1")
+        dry = await purge(db, timedelta(days=30), dry_run=True)
+        assert dry.sessions >= 1 and await sessions.get(old) is not None  # a dry run deletes nothing
+        report = await purge(db, timedelta(days=30))
+        assert report.sessions >= 1
+        assert await sessions.get(old) is None
+        assert await sessions.get(busy) is not None  # its run holds the thread
+        assert await sessions.get(fresh) is not None
+        await lease.release()
+        await purge(db, timedelta(days=30))
+        assert await sessions.get(busy) is None
