@@ -10,15 +10,11 @@ from the platform settings, so the same spec runs everywhere.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.factories import DEFAULT_MAX_TOOL_ROUNDS
 from agent_runtime.tools.sources import ToolSource
-
-if TYPE_CHECKING:  # the runner module imports this one
-    from agent_runtime.runner_base import BaseAgentRunner
 
 DEFAULT_RUN_TIMEOUT_S = 120.0
 
@@ -50,8 +46,11 @@ class AgentRuntimeArgs(BaseModel):
     )
 
 
-RunnerFactory = Callable[["AgentSpec", AgentRuntimeArgs], "BaseAgentRunner"]
-"""Builds an agent's runner in a replica from its spec and its deployment's args (``from_args``)."""
+RunnerFactory = Callable[["AgentSpec", AgentRuntimeArgs], object]
+"""Builds an agent's runner in a replica from its spec and its deployment's args (``from_args``).
+
+It returns an :class:`agent_runtime.runner_base.BaseAgentRunner` (typed ``object`` here: that module
+imports this one); the chat app checks it when it builds the agent."""
 
 
 @dataclass(frozen=True)

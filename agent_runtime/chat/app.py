@@ -56,7 +56,7 @@ from platform_core.deployment import (
     SHUTDOWN_MARGIN_S,
     ServeDeploymentArgs,
 )
-from platform_core.errors import describe_error
+from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
 from protocols.events import THREAD_ID_PATTERN, encode_sse, is_valid_thread_id
 
@@ -259,6 +259,16 @@ def _lifespan(
     return lifespan
 
 
+def build_runner(spec: AgentSpec, args: AgentRuntimeArgs) -> BaseAgentRunner:
+    """The agent's runner: its spec's ``runner`` factory (its framework), else the LangGraph runner."""
+    runner = (spec.runner or AgentRunner.from_args)(spec, args)
+    if not isinstance(runner, BaseAgentRunner):
+        raise ConfigurationError(
+            f"agent {spec.name!r}: its runner factory returned {type(runner).__name__}, not a BaseAgentRunner"
+        )
+    return runner
+
+
 class ChatAgentReplica:
     """One replica of an SSE chat agent; the app is built here, in the replica."""
 
@@ -266,7 +276,7 @@ class ChatAgentReplica:
         settings = get_settings()
         logging.getLogger("agent_runtime").setLevel(settings.log_level.upper())
         self._app = create_chat_app(
-            (spec.runner or AgentRunner.from_args)(spec, args),  # the agent's framework
+            build_runner(spec, args),
             ping_s=args.ping_s,
             database=Database(pool_size=settings.database_pool_size),
             retention_days=settings.retention_days,

@@ -287,3 +287,19 @@ async def test_tokens_waiting_in_the_queue_leave_as_one_event() -> None:
     merged, held = take_ready_tokens(Token(text="d"), many, max_chars=5)
     assert (merged.text, held) == ("dyyyy", None)  # the size limit ends the merge; the rest stays queued
     assert many.qsize() == 8
+
+
+def test_the_spec_picks_the_framework_and_a_wrong_factory_fails_clearly() -> None:
+    from agent_runtime.chat.app import build_runner
+    from agent_runtime.maf import MAFAgentRunner
+    from agents import packing, weather
+    from platform_core.errors import ConfigurationError
+
+    args = ChatAgentArgs()
+    assert type(build_runner(weather.SPEC, args)) is AgentRunner
+    assert type(build_runner(packing.SPEC, args)) is MAFAgentRunner
+    wrong = AgentSpec(
+        name="wrong", system_prompt="x", tools=StaticTools([]), runner=lambda spec, args: "nope"
+    )
+    with pytest.raises(ConfigurationError, match="'wrong'.*returned str"):
+        build_runner(wrong, args)
