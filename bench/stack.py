@@ -14,7 +14,6 @@ start command to every app of the config answering ``GET <route>/health`` ready.
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
+from platform_core.cluster import free_port
 from platform_core.serve_config import for_local_run, load_config
 
 logger = logging.getLogger("bench.stack")
@@ -35,14 +35,6 @@ logger = logging.getLogger("bench.stack")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 900.0
 STOP_TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ready(base_url: str, routes: tuple[str, ...]) -> bool:
