@@ -15,12 +15,14 @@ import asyncio
 import logging
 import re
 import time
+from typing import Any, cast
 
 import httpx
 import openai
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from identity.delegation import platform_auth
 from platform_core.backoff import Backoff
 from platform_core.settings import get_settings
 
@@ -163,7 +165,8 @@ class LLMClient:
         """The shared chat model (one HTTP connection pool per replica)."""
         if self._chat_model is None:
             self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._request_timeout_s, connect=self._connect_timeout_s)
+                timeout=httpx.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
+                auth=platform_auth(),  # the platform's /llm only: the run's delegation
             )
             self._chat_model = make_chat_model(
                 base_url=self.base_url,
@@ -188,6 +191,15 @@ class LLMClient:
                 api_key=self._api_key or _NO_KEY,
                 timeout=openai.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
                 max_retries=1,
+                # An httpx client, as ChatOpenAI hands the SDK (which takes httpx and its own httpx2), for
+                # the run's delegation on every call to the platform's /llm.
+                http_client=cast(
+                    Any,
+                    httpx.AsyncClient(
+                        timeout=httpx.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
+                        auth=platform_auth(),
+                    ),
+                ),
             )
         return self._openai
 
@@ -252,7 +264,7 @@ class LLMClient:
 
     async def _list_models(self, timeout_s: float) -> list[str]:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, auth=platform_auth()) as client:
             response = await client.get(f"{self.base_url}/models", headers=headers)
         if response.status_code != 200:
             raise LLMUnavailable(f"GET {self.base_url}/models answered {response.status_code}")

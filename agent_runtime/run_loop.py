@@ -28,6 +28,7 @@ from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
 from agent_runtime.tools.sources import ToolSource
 from agent_runtime.translation import EventTranslator
+from identity.delegation import acting_for
 from protocols.events import ChatEvent, Done, Error, Metadata, Token
 
 logger = logging.getLogger(__name__)
@@ -108,19 +109,27 @@ class QueuedAgentRunner(BaseAgentRunner):
         """The ``error`` event of a run that raised ``exc`` (a code of the contract)."""
 
     async def stream(
-        self, user_request: str, thread_id: str, run_id: str, *, abort: asyncio.Event | None = None
+        self,
+        user_request: str,
+        thread_id: str,
+        run_id: str,
+        *,
+        abort: asyncio.Event | None = None,
+        delegation: str | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """One run as events: ``metadata``, then tokens / tool calls / tool results, ``error``?, ``done``.
 
         Setting ``abort`` stops the run with a ``thread_claim_lost`` error (its thread lease was lost).
+        The run's task (and every task it starts) calls the platform with ``delegation``.
         """
         yield Metadata(thread_id=thread_id, run_id=run_id, agent=self.name)
         started = time.monotonic()
         ledger = EventTranslator()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        producer = asyncio.create_task(
-            self._feed(user_request, thread_id, ledger, queue), name=f"agent-run-{run_id}"
-        )
+        with acting_for(delegation):  # the task copies the context as it is now
+            producer = asyncio.create_task(
+                self._feed(user_request, thread_id, ledger, queue), name=f"agent-run-{run_id}"
+            )
         watcher = asyncio.create_task(_put_when_set(abort, queue, _ABORTED)) if abort is not None else None
         error: Error | None = None
         finished = False

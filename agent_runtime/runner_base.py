@@ -60,12 +60,19 @@ class BaseAgentRunner(abc.ABC):
 
     @abc.abstractmethod
     def stream(
-        self, user_request: str, thread_id: str, run_id: str, *, abort: asyncio.Event | None = None
+        self,
+        user_request: str,
+        thread_id: str,
+        run_id: str,
+        *,
+        abort: asyncio.Event | None = None,
+        delegation: str | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """One run as events: ``metadata`` first, ``done`` last, always; a failure is one ``error`` before it.
 
         Setting ``abort`` stops the run with a ``thread_claim_lost`` error (its thread lease was lost);
-        closing the iterator (the client went away) cancels the run.
+        closing the iterator (the client went away) cancels the run. ``delegation``: the token the
+        run's calls to the platform carry (:mod:`identity.delegation`; None while auth is off).
         """
 
     @abc.abstractmethod

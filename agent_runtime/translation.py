@@ -30,13 +30,17 @@ def error_event(exc: BaseException) -> Error:
     """The ``error`` event for a failed run.
 
     Codes: ``tool_rounds_exceeded``, ``invalid_tool_call`` (the model's tool calls stayed malformed after
-    its retries), ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error`` (the LLM rejected
-    the request), ``internal``; the runner itself adds ``timeout`` and ``thread_claim_lost``.
+    its retries), ``budget_exceeded`` (the caller's key ran out of LLM tokens during the run),
+    ``llm_unavailable`` (unreachable, 5xx, rate-limited), ``llm_error`` (the LLM rejected the request),
+    ``internal``; the runner itself adds ``timeout`` and ``thread_claim_lost``.
     """
     if isinstance(exc, ToolRoundsExceeded | GraphRecursionError):
         return Error(code="tool_rounds_exceeded", message=str(exc))
     if isinstance(exc, InvalidToolCall):
         return Error(code="invalid_tool_call", message=str(exc))
+    if isinstance(exc, openai.APIStatusError) and exc.code == "budget_exceeded":
+        # /llm refused a call: the key's token budget ran out during the run (identity.limits).
+        return Error(code="budget_exceeded", message="the token budget of this API key is spent for now")
     detail = describe_error(exc)
     if isinstance(exc, _LLM_UNAVAILABLE):
         return Error(code="llm_unavailable", message=f"the language model is unavailable: {detail}")

@@ -2,7 +2,9 @@
 
 - ``api_keys``: one row per key (its secret only as a hash), revoked keys kept (usage and audit);
 - ``key_counters``: per key, requests and LLM tokens counted per window (shared by every replica);
-- ``usage_daily``: per principal and UTC day, runs, prompt and completion tokens and tool calls.
+- ``usage_daily``: per principal and UTC day, runs, prompt and completion tokens and tool calls;
+- ``platform_secrets``: the platform's own signing key for delegated calls (:mod:`identity.delegation`),
+  made once by the first replica that needs it.
 """
 
 from collections.abc import Mapping
@@ -51,7 +53,15 @@ usage_daily = Table(
     Column("tool_calls", BigInteger, nullable=False, default=0),
 )
 
-TABLES = [api_keys, key_counters, usage_daily]
+platform_secrets = Table(
+    "platform_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+TABLES = [api_keys, key_counters, usage_daily, platform_secrets]
 
 
 def add_to(
@@ -62,11 +72,14 @@ def add_to(
     *,
     values: Mapping[str, Any] | None = None,
     only_if: ColumnElement[bool] | None = None,
+    returning: bool = True,
 ) -> Insert:
     """One atomic statement that inserts a counter row or adds to the one that exists.
 
     The row ``key`` gets ``increments`` (and ``values``) when new; else ``increments`` are added to it
-    (and ``values`` set). The statement returns the row's new ``increments``.
+    (and ``values`` set). The statement returns the row's new ``increments`` unless ``returning=False``:
+    a caller that does not read them must not ask, since on SQLite a ``RETURNING`` statement whose rows
+    were not read holds the file's write lock until its cursor is closed.
 
     ``only_if`` guards the update: when it is false for the existing row, nothing changes and the
     statement returns no row. SQLite (3.35+) and PostgreSQL both run it as ``INSERT ... ON CONFLICT DO
@@ -78,4 +91,4 @@ def add_to(
     update = {column: table.c[column] + stmt.excluded[column] for column in increments}
     update |= {column: stmt.excluded[column] for column in values}
     stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=update, where=only_if)
-    return stmt.returning(*(table.c[column] for column in increments))
+    return stmt.returning(*(table.c[column] for column in increments)) if returning else stmt

@@ -51,12 +51,15 @@ class Principal:
     ``id`` is stable (usage and ownership are keyed by it), ``name`` is for people, ``scopes`` are
     what it holds.
 
-    For an API key the id is ``key:<key id>`` and the name is the key's name.
+    For an API key the id is ``key:<key id>`` and the name is the key's name. ``delegated``: the
+    request is an internal hop the platform makes for this principal (:mod:`identity.delegation`); the
+    platform chose the hop, so it is allowed every scope but ``admin``.
     """
 
     id: str
     name: str
     scopes: frozenset[str]
+    delegated: bool = False
 
     @classmethod
     def of(cls, id: str, name: str, scopes: Iterable[str]) -> "Principal":
@@ -64,7 +67,9 @@ class Principal:
         return cls(id=id, name=name, scopes=frozenset(parse_scope(scope) for scope in scopes))
 
     def allows(self, scope: str) -> bool:
-        """Whether one of this principal's scopes allows ``scope``."""
+        """Whether one of this principal's scopes allows ``scope`` (a delegated hop: any but ``admin``)."""
+        if self.delegated and scope != ADMIN:
+            return True
         return any(scope_allows(granted, scope) for granted in self.scopes)
 
     @property

@@ -11,21 +11,32 @@ lock (:func:`platform_core.sql.create_schema`).
 """
 
 import logging
+import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from identity.delegation import DelegationSigner, is_delegation_token
 from identity.errors import Forbidden, Unauthenticated
 from identity.keys import APIKey
 from identity.limits import Limits
-from identity.schema import TABLES
+from identity.schema import TABLES, platform_secrets
 from identity.scopes import Principal
 from identity.store import Clock, KeyStore
 from identity.usage import UsageLedger
 from identity.verifier import DEFAULT_CACHE_TTL_S, Verifier
-from platform_core.sql import DatabaseURL, create_engine, create_schema, default_database_url
+from platform_core.sql import (
+    DatabaseURL,
+    create_engine,
+    create_schema,
+    default_database_url,
+    single_statements,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +58,22 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return token.strip()
 
 
+SIGNING_SECRET_NAME = "delegation"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts for (``principal``), whose limits apply (``key``), how it came in.
+
+    ``delegation``: the delegation token the request carried (an internal hop), forwarded unchanged to
+    the hops it makes in turn; None for a request with a user's own key.
+    """
+
+    principal: Principal
+    key: APIKey | None = None
+    delegation: str | None = None
+
+
 class IdentityService:
     """Keys, verification, limits and usage of one process, on one database engine."""
 
@@ -58,6 +85,7 @@ class IdentityService:
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         clock: Clock = time.time,
         cache_clock: Clock = time.monotonic,
+        platform_secret: str | None = None,
     ) -> None:
         self.url = DatabaseURL.parse(url or default_database_url())
         self.engine: AsyncEngine = create_engine(self.url, pool_size=pool_size)
@@ -65,6 +93,9 @@ class IdentityService:
         self.limits = Limits(self.engine, clock=clock)
         self.usage = UsageLedger(self.engine, clock=clock)
         self.verifier = Verifier(self.keys, cache_ttl_s=cache_ttl_s, clock=cache_clock)
+        self.clock = clock
+        self._platform_secret = platform_secret
+        self._signer: DelegationSigner | None = None
         self._opened = False
 
     async def open(self) -> "IdentityService":
@@ -74,6 +105,32 @@ class IdentityService:
             self._opened = True
             logger.info("identity: keys in %s", self.url.describe())
         return self
+
+    async def signer(self) -> DelegationSigner:
+        """The platform's delegation signer: ``platform_secret``, else the secret in the database.
+
+        The first replica that asks makes the database's secret (an insert that loses a race changes
+        nothing), so every replica on the same database signs and verifies with the same one.
+        """
+        if self._signer is None:
+            secret = self._platform_secret or await self._stored_secret()
+            self._signer = DelegationSigner(secret.encode(), clock=self.clock)
+        return self._signer
+
+    async def _stored_secret(self) -> str:
+        await self.open()
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+        candidate = {
+            "name": SIGNING_SECRET_NAME,
+            "value": secrets.token_urlsafe(48),
+            "created_at": self.clock(),
+        }
+        async with single_statements(self.engine) as conn:
+            await conn.execute(insert(platform_secrets).values(**candidate).on_conflict_do_nothing())
+            stored = await conn.scalar(
+                select(platform_secrets.c.value).where(platform_secrets.c.name == SIGNING_SECRET_NAME)
+            )
+        return str(stored)
 
     async def aclose(self) -> None:
         """Close this process's connections."""
@@ -100,13 +157,47 @@ class IdentityService:
         requests per minute; ``check_budget=False`` lets it through with its token budget spent (reading
         one's threads costs no tokens).
         """
-        key = await self.verify(headers)
+        return (await self.identify(headers, scope, check_budget=check_budget)).principal
+
+    async def identify(
+        self, headers: Mapping[str, str], scope: str | None = None, *, check_budget: bool = True
+    ) -> Caller:
+        """:meth:`authenticate`, also accepting a delegation token; the :class:`Caller` with its key.
+
+        A delegated hop is checked against its key's token budget but not its requests per minute
+        (one user request makes many hops; the first one was counted).
+        """
+        token = bearer_token(headers)
+        if is_delegation_token(token):
+            delegation = (await self.signer()).verify(token)
+            key = await self.verifier.active_key(delegation.key_id) if delegation.key_id else None
+            if scope is not None and not delegation.principal.allows(scope):
+                raise Forbidden(scope)
+            if key is not None and check_budget:
+                (await self.limits.check(replace(key, rpm=None))).raise_if_refused()
+            return Caller(principal=delegation.principal, key=key, delegation=token)
+        key = await self.verifier.verify(token)
         principal = key.principal
         if scope is not None and not principal.allows(scope):
             raise Forbidden(scope)
         checked = key if check_budget else _without_budget(key)
         (await self.limits.check(checked)).raise_if_refused()
-        return principal
+        return Caller(principal=principal, key=key)
+
+    async def delegate(self, caller: Caller, ttl_s: float) -> str:
+        """The delegation token for the hops made while serving ``caller`` (its own, when it had one)."""
+        if caller.delegation is not None:
+            return caller.delegation
+        key_id = caller.key.key_id if caller.key is not None else None
+        return (await self.signer()).sign(caller.principal, key_id, ttl_s)
+
+    async def count_tokens(self, caller: Caller, prompt_tokens: int, completion_tokens: int) -> None:
+        """LLM tokens spent for ``caller``: against its key's budget and in its principal's usage."""
+        if caller.key is not None:
+            await self.limits.add_tokens(caller.key, prompt_tokens + completion_tokens)
+        await self.usage.record(
+            caller.principal, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
 
 
 def _without_budget(key: APIKey) -> APIKey:

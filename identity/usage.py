@@ -69,6 +69,7 @@ class UsageLedger:
                     {"principal_id": principal.id, "day": utc_day(self.clock())},
                     counts,
                     values={"principal_name": principal.name},
+                    returning=False,
                 )
             )
 

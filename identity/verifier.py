@@ -68,6 +68,20 @@ class Verifier:
             raise Unauthenticated(f"this API key is {status}")
         return key
 
+    async def active_key(self, key_id: str) -> APIKey:
+        """The key ``key_id`` if it is still active (a delegated hop acting for it); else 401.
+
+        No secret is checked: the caller holds a delegation the platform signed for this key. A key
+        revoked or expired since the flow began stops its hops within the cache's TTL.
+        """
+        key = await self._record(key_id)
+        if key is None:
+            raise Unauthenticated(INVALID)
+        status = key.status(self.keys.clock())
+        if status != "active":
+            raise Unauthenticated(f"the API key this call acts for is {status}")
+        return key
+
     def forget(self, key_id: str | None = None) -> None:
         """Drop the cached record of ``key_id`` (of every key: None), e.g. right after revoking here."""
         if key_id is None:

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
+from llm.access import guard_llm_app
 from llm.errors import OpenAIError, install_error_handlers, read_json_object
 from platform_core.api_errors import decode_json
 from platform_core.config_version import with_config_version
@@ -224,7 +225,7 @@ class UpstreamLLMReplica:
         self._target = UpstreamTarget(base_url, api_key, model, timeout_s)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._target)
+        return guard_llm_app(create_app(self._target))
 
 
 # The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.

@@ -5,7 +5,8 @@ has no health route, and offers no hook to add one. So :func:`build_openai_app_w
 builder does in its default (not direct streaming) mode: one ``LLMServer`` deployment per config
 (``build_llm_deployment``), model cards, the ingress's own deployment options, and
 ``make_fastapi_ingress`` (public API, ``ray.serve.llm.ingress``) over a subclass of ``OpenAiIngress``,
-with Ray's ``DEFAULT_ENDPOINTS`` plus ``/health``. The readiness logic is
+with Ray's ``DEFAULT_ENDPOINTS`` plus ``/health``, on Ray's app behind the ``llm`` scope
+(:func:`llm.access.guard_llm_app`). The readiness logic is
 :func:`llm.vllm_health.vllm_health`.
 """
 
@@ -17,12 +18,13 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS
+from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS, init
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 from ray.serve.llm import LLMConfig, build_llm_deployment
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
+from llm.access import guard_llm_app
 from llm.vllm_health import vllm_health
 from platform_core.config_version import with_config_version
 
@@ -67,7 +69,9 @@ def build_openai_app_with_health(llm_config: LLMConfig) -> Application:
     model_id = llm_config.model_id
     server = build_llm_deployment(llm_config)
     options = OpenAiIngressWithHealth.get_deployment_options([llm_config])
-    ingress_cls = make_fastapi_ingress(OpenAiIngressWithHealth, endpoint_map=ENDPOINTS)
+    # Ray's own FastAPI app (its CORS and error handling), behind the llm scope like every backend.
+    app = guard_llm_app(init())
+    ingress_cls = make_fastapi_ingress(OpenAiIngressWithHealth, endpoint_map=ENDPOINTS, app=app)
     return serve.deployment(**options)(ingress_cls).bind(
         llm_deployments={model_id: server},
         model_cards={model_id: to_model_metadata(model_id, llm_config)},

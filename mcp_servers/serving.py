@@ -32,6 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Scope
 
+from identity.gate import AuthGate
+from identity.middleware import RequireScope
 from platform_core.api_errors import RequestBodyLimit, decode_json, http_error_response
 from platform_core.config_version import with_config_version
 from platform_core.deployment import (
@@ -151,11 +153,14 @@ def _require_fresh(server: FastMCP) -> None:
     raise ValueError("server_factory must return a new FastMCP whose streamable_http_app() was not called")
 
 
-def create_mcp_asgi_app(server_factory: ServerFactory, args: MCPScalingArgs | None = None) -> Starlette:
+def create_mcp_asgi_app(
+    server_factory: ServerFactory, args: MCPScalingArgs | None = None, *, gate: AuthGate | None = None
+) -> Starlette:
     """The ASGI app of one replica: MCP at ``/mcp`` (stateless streamable HTTP) and ``GET /health``.
 
     Usable without Ray (tests, ``uvicorn``). Transport settings of the factory's server are overridden:
-    the deployment, not the tool code, decides how it is served.
+    the deployment, not the tool code, decides how it is served. ``/mcp`` needs the scope
+    ``mcp:<server name>`` (``mcp:weather``) whenever ``gate`` (default: ``AUTH``) says auth is on.
     """
     args = args or MCPScalingArgs()
     server = server_factory()
@@ -183,7 +188,10 @@ def create_mcp_asgi_app(server_factory: ServerFactory, args: MCPScalingArgs | No
     return Starlette(
         routes=[Route(HEALTH_PATH, health, methods=["GET"]), Mount("/", app=mcp_app)],
         lifespan=lifespan,
-        middleware=[Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES, check=json_rpc_parse_error)],
+        middleware=[
+            Middleware(RequireScope, gate=gate or AuthGate(), scope=f"mcp:{server.name}"),
+            Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES, check=json_rpc_parse_error),
+        ],
         exception_handlers={HTTPException: http_error_response},
     )
 

@@ -7,6 +7,7 @@ production, where the same values arrive as ``runtime_env.env_vars``.
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +82,18 @@ class PlatformSettings(BaseSettings):
     )
     database_pool_size: int = Field(
         default=5, ge=1, le=100, description="Database connections per pool in each replica."
+    )
+
+    auth: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Whether every route but health and agent cards needs a credential (API key from "
+        "`platform-keys`): `on`, `off`, or `auto` = on when the Serve proxy listens beyond loopback "
+        "(`http_options.host`), off on 127.0.0.1 (said in each replica's start-up log).",
+    )
+    platform_secret: SecretStr | None = Field(
+        default=None,
+        description="The key (32+ bytes) that signs the platform's internal delegated calls; default: "
+        "one made once and kept in the platform database (every replica on it shares it).",
     )
 
     def url(self, route: str) -> str:

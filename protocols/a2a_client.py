@@ -22,9 +22,12 @@ from a2a.client import (
     A2AClientError,
     A2AClientTimeoutError,
     AgentCardResolutionError,
+    AuthInterceptor,
     Client,
+    ClientCallInterceptor,
     ClientConfig,
     ClientFactory,
+    CredentialService,
 )
 from a2a.helpers import get_artifact_text, get_message_text
 from a2a.types import (
@@ -214,12 +217,15 @@ async def a2a_execute_text(
     context_id: str | None = None,
     *,
     transports: tuple[TransportProtocol, ...] = (TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON),
+    credentials: CredentialService | None = None,
 ) -> A2AResult:
     """Send ``text`` to the A2A agent at ``base_url`` and wait for its answer.
 
     ``context_id`` continues an earlier conversation (pass the previous result's ``context_id``).
     ``transports`` is the client's preference among the card's interfaces. A call that times out or is
     cancelled cancels the remote task (best effort), so the remote agent stops working for nobody.
+    ``credentials`` answer the security schemes the card requires, through a2a-sdk's ``AuthInterceptor``
+    (the cancel included).
     """
     base_url = base_url.rstrip("/")
     card = await resolve_card(base_url)
@@ -230,7 +236,10 @@ async def a2a_execute_text(
         supported_protocol_bindings=list(transports),
         use_client_preference=True,
     )
-    client = ClientFactory(config).create(card)
+    interceptors: list[ClientCallInterceptor] | None = (
+        [AuthInterceptor(credentials)] if credentials is not None else None
+    )
+    client = ClientFactory(config).create(card, interceptors=interceptors)
     message = Message(
         role=Role.ROLE_USER,
         message_id=uuid.uuid4().hex,

@@ -18,6 +18,12 @@ Failures, one tree (every one has a ``code`` and a ``message``)::
                            timeout), ``stream_interrupted`` (connection broke, or the body ended without
                            ``done``), ``bad_event`` (a frame that is not an event of the contract)
 
+Credentials: ``token=`` on the constructor is the client's default ``Authorization: Bearer``; every call
+to an agent route (:meth:`ChatClient.stream`, :meth:`~ChatClient.send`, :meth:`~ChatClient.get_thread`,
+:meth:`~ChatClient.delete_thread`) also takes ``token=``, sent for that call only, instead of the default:
+one client can serve many users, each with their own API key. A token never appears in a log line or
+an exception's message (an error body that echoes it is redacted).
+
 An ``error`` *event* is not an exception: the agent reports it inside a well-formed stream, and
 ``done`` follows it. Streams can run for minutes, so the default stream timeout has no read limit
 (the agent's keep-alive pings are what keep an idle stream open through proxies).
@@ -25,6 +31,7 @@ An ``error`` *event* is not an exception: the agent reports it inside a well-for
 
 import email.utils
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import AsyncGenerator, Mapping
@@ -55,6 +62,8 @@ DEFAULT_REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 """For the thread API and ``/health``: short answers."""
 
 _BODY_PREVIEW_CHARS = 300
+_BEARER_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a header value can carry unchanged
+REDACTED = "[redacted]"
 
 
 class ChatClientError(PlatformError):
@@ -147,11 +156,31 @@ def _retry_after_s(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def request_error(response: httpx.Response) -> ChatRequestError:
+def bearer_header(token: str) -> str:
+    """``Bearer <token>``; ``ValueError`` (not naming the token) when it cannot be a header value.
+
+    A token with a space, a line break or a non-ASCII character would make httpx fail with an error
+    that quotes the whole header, the secret included: such a token is refused before it is sent.
+    """
+    if not _BEARER_TOKEN.fullmatch(token):
+        raise ValueError("not a usable bearer token: only visible ASCII characters, no spaces")
+    return f"Bearer {token}"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of one of ``secrets`` replaced by :data:`REDACTED`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def request_error(response: httpx.Response, *, secrets: tuple[str, ...] = ()) -> ChatRequestError:
     """The :class:`ChatRequestError` of an error response whose body has been read.
 
     Code and message come from the platform's ``{"error": {code, message}}`` body, FastAPI's
-    ``{"detail"}``, or a preview of whatever text came.
+    ``{"detail"}``, or a preview of whatever text came; ``secrets`` (the tokens the request carried)
+    are redacted from the message, should the answer echo one.
     """
     code, message = f"http_{response.status_code}", ""
     try:
@@ -168,7 +197,11 @@ def request_error(response: httpx.Response) -> ChatRequestError:
     if not message:
         message = response.text.strip()[:_BODY_PREVIEW_CHARS] or response.reason_phrase
     return ChatRequestError(
-        response.status_code, code, message, url=str(response.url), retry_after_s=_retry_after_s(response)
+        response.status_code,
+        code,
+        redact(message, secrets),
+        url=str(response.url),
+        retry_after_s=_retry_after_s(response),
     )
 
 
@@ -182,7 +215,8 @@ class ChatClient:
 
     ``http`` shares a pooled ``httpx.AsyncClient`` (its headers, auth and transport) between clients of
     several agents; the caller then closes it. Without one the client makes and owns its own.
-    ``stream_timeout`` applies to ``POST /chat``, ``request_timeout`` to the other calls.
+    ``stream_timeout`` applies to ``POST /chat``, ``request_timeout`` to the other calls. ``token`` is
+    the default bearer token; a call's own ``token=`` replaces it for that call.
     """
 
     def __init__(
@@ -229,9 +263,12 @@ class ChatClient:
     # --- /chat ---------------------------------------------------------------------------------------
 
     async def stream(
-        self, user_request: str, thread_id: str | None = None
+        self, user_request: str, thread_id: str | None = None, *, token: str | None = None
     ) -> AsyncGenerator[ChatEvent, None]:
         """The run's events as they arrive, ``metadata`` first and ``done`` last (then it stops).
+
+        ``token``: the bearer token of this call (else the client's default); ``ValueError`` when it
+        cannot be sent (see :func:`bearer_header`).
 
         Raises :class:`ChatRequestError` when the agent refuses the request before any stream starts
         (4xx/5xx), :class:`ChatStreamError` when the exchange fails on the way (also when the body ends
@@ -242,59 +279,64 @@ class ChatClient:
         body: dict[str, Any] = {"user_request": user_request}
         if thread_id:
             body["thread_id"] = thread_id
-        headers = {**self._headers, "Accept": "text/event-stream"}
+        headers = {**self._call_headers(token), "Accept": "text/event-stream"}
+        secrets = self._secrets(token)
         try:
             async with self._http.stream(
                 "POST", url, json=body, headers=headers, timeout=self.stream_timeout
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise request_error(response)
+                    raise request_error(response, secrets=secrets)
                 async for event in aiter_sse_events(response.aiter_lines()):
                     yield event
                     if isinstance(event, Done):
                         return
         except httpx.HTTPError as exc:
-            raise self._transport_error(url, exc) from exc
+            raise self._transport_error(url, exc, secrets) from exc
         except ValueError as exc:  # includes pydantic's ValidationError: a frame off the contract
             raise ChatStreamError(
-                "bad_event", f"{url} sent an event that is not in the /chat contract: {exc}"
+                "bad_event",
+                f"{url} sent an event that is not in the /chat contract: {redact(str(exc), secrets)}",
             ) from exc
         raise ChatStreamError("stream_interrupted", f"the stream from {url} ended without `done`")
 
-    async def send(self, user_request: str, thread_id: str | None = None) -> ChatResult:
-        """Run one request to its end and collect it; raises as :meth:`stream` does."""
-        events = [event async for event in self.stream(user_request, thread_id)]
+    async def send(
+        self, user_request: str, thread_id: str | None = None, *, token: str | None = None
+    ) -> ChatResult:
+        """Run one request to its end and collect it; takes ``token`` and raises as :meth:`stream` does."""
+        events = [event async for event in self.stream(user_request, thread_id, token=token)]
         return ChatResult.from_events(events)
 
     # --- the thread API, /health ---------------------------------------------------------------------
 
-    async def get_thread(self, thread_id: str) -> ThreadView | None:
+    async def get_thread(self, thread_id: str, *, token: str | None = None) -> ThreadView | None:
         """The conversation the agent holds for ``thread_id``; ``None`` when it holds none.
 
         None answers ``404 thread_not_found``; any other error answer raises :class:`ChatRequestError`
-        (an agent without the thread API answers ``404 not_found``).
+        (an agent without the thread API answers ``404 not_found``). ``token`` as for :meth:`stream`.
         """
-        response = await self._request("GET", self.thread_url(thread_id))
+        response = await self._request("GET", self.thread_url(thread_id), token=token)
         if self._thread_not_found(response):
             return None
         if response.status_code != 200:
-            raise request_error(response)
+            raise request_error(response, secrets=self._secrets(token))
         try:
             return ThreadView.model_validate_json(response.content)
         except ValueError as exc:
             raise ChatStreamError("bad_event", f"{response.url} answered an unexpected body: {exc}") from exc
 
-    async def delete_thread(self, thread_id: str) -> bool:
+    async def delete_thread(self, thread_id: str, *, token: str | None = None) -> bool:
         """Forget the conversation: ``True`` when it was deleted, ``False`` when there was none.
 
         A thread with a run in progress raises :class:`ChatRequestError` ``thread_busy`` (409).
+        ``token`` as for :meth:`stream`.
         """
-        response = await self._request("DELETE", self.thread_url(thread_id))
+        response = await self._request("DELETE", self.thread_url(thread_id), token=token)
         if self._thread_not_found(response):
             return False
         if response.status_code >= 400:
-            raise request_error(response)
+            raise request_error(response, secrets=self._secrets(token))
         return True
 
     async def health(self) -> dict[str, Any]:
@@ -311,21 +353,38 @@ class ChatClient:
             return report
         raise request_error(response)
 
-    async def _request(self, method: str, url: str) -> httpx.Response:
+    def _call_headers(self, token: str | None) -> dict[str, str]:
+        """The headers of one call: the client's, with ``token`` (when given) as its credential."""
+        if not token:  # like the constructor's: an empty token is no token
+            return dict(self._headers)
+        return {**self._headers, "Authorization": bearer_header(token)}
+
+    def _secrets(self, token: str | None) -> tuple[str, ...]:
+        """The tokens a call may have sent, to keep out of its error messages."""
+        defaults = (self._headers.get("Authorization", ""), self._http.headers.get("Authorization", ""))
+        candidates = (token, *(value.removeprefix("Bearer ").strip() for value in defaults))
+        return tuple(secret for secret in candidates if secret)
+
+    async def _request(self, method: str, url: str, *, token: str | None = None) -> httpx.Response:
+        headers = self._call_headers(token)
         try:
-            return await self._http.request(method, url, headers=self._headers, timeout=self.request_timeout)
+            return await self._http.request(method, url, headers=headers, timeout=self.request_timeout)
         except httpx.HTTPError as exc:
-            raise self._transport_error(url, exc) from exc
+            raise self._transport_error(url, exc, self._secrets(token)) from exc
 
     @staticmethod
     def _thread_not_found(response: httpx.Response) -> bool:
         return response.status_code == 404 and request_error(response).code == "thread_not_found"
 
-    def _transport_error(self, url: str, exc: httpx.HTTPError) -> ChatStreamError:
+    def _transport_error(self, url: str, exc: httpx.HTTPError, secrets: tuple[str, ...]) -> ChatStreamError:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return ChatStreamError("agent_unreachable", f"cannot reach {url}: {_describe(exc)}")
+            return ChatStreamError(
+                "agent_unreachable", f"cannot reach {url}: {redact(_describe(exc), secrets)}"
+            )
         if isinstance(exc, httpx.ReadTimeout):
             read = (self.stream_timeout if url == self.chat_url else self.request_timeout).read
             waited = f" for {read:.0f} s" if read is not None else ""
             return ChatStreamError("timeout", f"{url} sent nothing{waited}")
-        return ChatStreamError("stream_interrupted", f"the exchange with {url} broke off: {_describe(exc)}")
+        return ChatStreamError(
+            "stream_interrupted", f"the exchange with {url} broke off: {redact(_describe(exc), secrets)}"
+        )

@@ -38,6 +38,7 @@ ErrorCode = Literal[
     "llm_unavailable",
     "llm_error",
     "thread_claim_lost",
+    "budget_exceeded",
     "internal",
     # raised on the client side (protocols.chat_client, the UI) when the exchange itself fails
     "agent_unreachable",
@@ -63,6 +64,11 @@ ERROR_CODES: dict[ErrorCode, tuple[Literal["agent", "client"], str]] = {
     "thread_claim_lost": (
         "agent",
         "another run took the thread over (this run's claim had expired) and this run was stopped",
+    ),
+    "budget_exceeded": (
+        "agent",
+        "the API key's LLM token budget ran out during the run (tokens of every agent it delegated to "
+        "count); `done` follows with the partial answer",
     ),
     "internal": ("agent", "any other failure of the agent"),
     "agent_unreachable": (

@@ -3,6 +3,12 @@
 The conversation lives in the browser (``gr.BrowserState``, i.e. localStorage): the agent, the thread id
 and the rendered transcript. On load the page asks the agent's thread API for the thread; when that
 answers it is authoritative, when it does not (older agent, agent down) the browser's copy is shown.
+
+The user's API key (needed when the platform has auth on) is the value of a password box: the browser
+sends it with each of that tab's events and every agent request of the event carries it
+(``AgentClient``'s per-call ``token``). Nothing keeps it past that event: not the replica (this module, the
+shared ``AgentClient``), which serves every user, nor localStorage, where ``gr.BrowserState``'s encryption
+would not protect it (its secret is in the page). A reload forgets it.
 """
 
 import logging
@@ -13,7 +19,7 @@ import gradio as gr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocols.events import Metadata, is_valid_thread_id
-from ui.client import AgentClient, HistoryUnavailable
+from ui.client import API_KEY_PANEL, CREATE_KEY_HINT, AgentClient, HistoryUnavailable, clean_api_key
 from ui.transcript import AnswerRenderer, ChatMessage, render_history, safe_messages, user_turns
 
 logger = logging.getLogger(__name__)
@@ -84,11 +90,21 @@ class ChatUI:
         agent = self._agent(agent)
         return [], "", f"New chat with the **{agent}** agent.", self._stored(agent, None, [])
 
-    async def send(self, text: str, agent: str | None, raw_session: Any) -> AsyncIterator[SendOutputs]:
-        """Stream one answer (outputs: chatbot, message box, thread id, status, session)."""
+    async def send(
+        self, text: str, agent: str | None, raw_session: Any, api_key: str | None = None
+    ) -> AsyncIterator[SendOutputs]:
+        """Stream one answer (outputs: chatbot, message box, thread id, status, session).
+
+        ``api_key``: what the page's key box holds, sent as this request's credential.
+        """
         text = (text or "").strip()
         if not text:
             yield gr.skip(), gr.skip(), gr.skip(), "Type a message first.", gr.skip()
+            return
+        try:
+            key = clean_api_key(api_key)
+        except ValueError as exc:
+            yield gr.skip(), gr.skip(), gr.skip(), f"⚠️ {exc}", gr.skip()
             return
         agent = self._agent(agent)
         session = BrowserSession.load(raw_session)
@@ -98,7 +114,10 @@ class ChatUI:
         renderer = AnswerRenderer(messages)
         shown = safe_messages(messages)  # what the Chatbot gets and the browser keeps: nothing loadable
         yield shown, "", session.thread_id or "", f"The **{agent}** agent is answering…", gr.skip()
-        async for event in self.client.stream_chat(self.agent_urls[agent], text, session.thread_id):
+        events = self.client.stream_chat(
+            self.agent_urls[agent], text, session.thread_id, token=key, agent_name=agent
+        )
+        async for event in events:
             renderer.apply(event)
             thread = renderer.thread_id or session.thread_id or ""
             shown = safe_messages(messages)
@@ -123,30 +142,42 @@ class ChatUI:
     def _stored(agent: str, thread_id: str | None, messages: list[ChatMessage]) -> StoredSession:
         return BrowserSession(agent=agent, thread_id=thread_id or None, messages=messages).model_dump()
 
-    async def restore(self, raw_session: Any) -> RestoreOutputs:
-        """Page load: the stored conversation (outputs: agent picker, chatbot, thread id, status, session)."""
+    async def restore(self, raw_session: Any, api_key: str | None = None) -> RestoreOutputs:
+        """Page load: the stored conversation (outputs: agent picker, chatbot, thread id, status, session).
+
+        The key box is empty on a fresh page, so with auth on the browser's copy is what shows (the
+        status says that a key is needed to reach the agent's).
+        """
         session = BrowserSession.load(raw_session)
         agent = self._agent(session.agent)
         if not session.thread_id or session.agent != agent:
             return (agent, *self.new_chat(agent))
-        messages, status = await self._history(agent, session.thread_id, session.messages)
+        try:
+            key = clean_api_key(api_key)
+        except ValueError:
+            key = None  # no usable key: ask as if none was entered
+        messages, status = await self._history(agent, session.thread_id, session.messages, key)
         return agent, messages, session.thread_id, status, self._stored(agent, session.thread_id, messages)
 
     async def continue_thread(
-        self, thread_id: str, agent: str | None, raw_session: Any
+        self, thread_id: str, agent: str | None, raw_session: Any, api_key: str | None = None
     ) -> ConversationOutputs:
         """Switch to thread ``thread_id`` of ``agent`` (outputs: chatbot, thread id, status, session)."""
         thread_id = (thread_id or "").strip()
         if not is_valid_thread_id(thread_id):
             return gr.skip(), gr.skip(), f"⚠️ {_code(thread_id or ' ')} is not a valid thread id.", gr.skip()
+        try:
+            key = clean_api_key(api_key)
+        except ValueError as exc:
+            return gr.skip(), gr.skip(), f"⚠️ {exc}", gr.skip()
         agent = self._agent(agent)
         session = BrowserSession.load(raw_session)
         same = session.agent == agent and session.thread_id == thread_id
-        messages, status = await self._history(agent, thread_id, session.messages if same else [])
+        messages, status = await self._history(agent, thread_id, session.messages if same else [], key)
         return messages, thread_id, status, self._stored(agent, thread_id, messages)
 
     async def _history(
-        self, agent: str, thread_id: str, cached: list[ChatMessage]
+        self, agent: str, thread_id: str, cached: list[ChatMessage], key: str | None
     ) -> tuple[list[ChatMessage], str]:
         """The thread's messages (the agent's when it answers, else this browser's copy) and a status.
 
@@ -154,7 +185,9 @@ class ChatUI:
         """
         cached = safe_messages(cached)
         try:
-            history = await self.client.fetch_thread(self.agent_urls[agent], thread_id)
+            history = await self.client.fetch_thread(
+                self.agent_urls[agent], thread_id, token=key, agent_name=agent
+            )
         except HistoryUnavailable as exc:
             logger.info("thread %s: history unavailable (%s)", thread_id, exc.reason)
             if cached:
@@ -187,6 +220,23 @@ def build_blocks(
             f"## {title}\nAnswers stream live; tool calls and delegations to other agents appear as steps."
         )
         session = gr.BrowserState({}, storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
+        with gr.Accordion(API_KEY_PANEL, open=False, elem_id="api-key-panel"):
+            # Only a value of this tab's page (see the module's docstring); a password box, so it is
+            # not shown on screen, and no autocomplete or spellcheck sees it.
+            api_key = gr.Textbox(
+                type="password",
+                label=API_KEY_PANEL,
+                show_label=False,
+                placeholder="rap_…",
+                elem_id="api-key",
+                html_attributes=gr.InputHTMLAttributes(
+                    autocomplete="off", autocapitalize="off", autocorrect="off", spellcheck=False
+                ),
+            )
+            gr.Markdown(
+                f"Needed when the platform has auth on; {CREATE_KEY_HINT}. Kept in this tab only: "
+                "a reload forgets it."
+            )
         with gr.Row(equal_height=True):
             agent = gr.Dropdown(
                 choices=list(agent_urls),
@@ -225,7 +275,7 @@ def build_blocks(
                 continue_id = gr.Textbox(label="Thread id", elem_id="continue-id", scale=4)
                 continue_btn = gr.Button("Continue thread", elem_id="continue", scale=1)
 
-        send_inputs = [message, agent, session]
+        send_inputs = [message, agent, session, api_key]
         send_outputs = [chatbot, message, thread, status, session]
         for listener in (message.submit, send.click):
             listener(
@@ -240,13 +290,13 @@ def build_blocks(
             listener(ui.new_chat, inputs=[agent], outputs=conversation, api_visibility="private")
         continue_btn.click(
             ui.continue_thread,
-            inputs=[continue_id, agent, session],
+            inputs=[continue_id, agent, session, api_key],
             outputs=conversation,
             api_visibility="private",
         )
         blocks.load(
             ui.restore,
-            inputs=[session],
+            inputs=[session, api_key],
             outputs=[agent, chatbot, thread, status, session],
             api_visibility="private",
         )

@@ -3,20 +3,97 @@
 Transport and HTTP failures become :class:`protocols.events.Error` events, so the UI renders every
 problem (agent unreachable, 4xx/5xx, a stream cut short) the same way as an error the agent reports; a
 thread the agent cannot give is :class:`HistoryUnavailable`. The wire models are :mod:`protocols.threads`.
+
+Credentials: the client's ``token`` (``UI_BEARER_TOKEN``) is shared by every user of the replica; a
+user's own API key comes with each call (``token=``) and is sent for that call only, so keys of two
+browser sessions never mix and none is kept here. :func:`refusal_message` is the one place that words
+the platform's refusals (401 no or bad key, 403 scope, 429 limits) for people.
 """
 
 import logging
+import math
 from collections.abc import AsyncIterator
 
 import httpx
 
-from protocols.chat_client import ChatClient, ChatClientError, ChatRequestError
+from protocols.chat_client import ChatClient, ChatClientError, ChatRequestError, bearer_header
 from protocols.events import ChatEvent, Error
 from protocols.threads import ThreadMessage, ThreadToolCall, ThreadView
 
-__all__ = ["AgentClient", "HistoryUnavailable", "ThreadMessage", "ThreadToolCall", "ThreadView"]
+__all__ = [
+    "AgentClient",
+    "HistoryUnavailable",
+    "ThreadMessage",
+    "ThreadToolCall",
+    "ThreadView",
+    "clean_api_key",
+    "refusal_message",
+]
 
 logger = logging.getLogger(__name__)
+
+API_KEY_PANEL = "API key"
+"""The label of the page's key panel, which the messages below point to."""
+CREATE_KEY_HINT = "create one with `platform-keys create --name NAME --scope agent:*`"
+
+
+def clean_api_key(raw: str | None) -> str | None:
+    """The API key as entered (surrounding whitespace dropped), None when none was entered.
+
+    ``ValueError`` for text that cannot be a key (inner spaces, line breaks, non-ASCII): sending it
+    would only fail, and the message says so without repeating it.
+    """
+    key = (raw or "").strip()
+    if not key:
+        return None
+    try:
+        bearer_header(key)
+    except ValueError:
+        raise ValueError(
+            f"That is not an API key: it has spaces or characters no key has. Paste the whole key "
+            f"(`rap_...`) under '{API_KEY_PANEL}'."
+        ) from None
+    return key
+
+
+def _retry_in(seconds: float | None) -> str:
+    """When to try again, from ``Retry-After`` (seconds) if the answer had one."""
+    if seconds is None:
+        return "try again later"
+    if seconds < 90:
+        return f"try again in {max(1, math.ceil(seconds))} s"
+    if seconds < 90 * 60:
+        return f"try again in {math.ceil(seconds / 60)} min"
+    return f"try again in {math.ceil(seconds / 3600)} h"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:]
+
+
+def refusal_message(exc: ChatRequestError, *, agent: str, key_given: bool) -> str:
+    """What the page shows for the HTTP error answer ``exc`` of ``agent``.
+
+    The platform's refusals become advice (which key to enter, when to retry); any other status keeps
+    the URL and the agent's message. ``key_given``: whether the user entered a key; without one, a 401
+    or 403 is the platform asking for one. The server's messages never carry a secret
+    (:mod:`identity.errors`); :class:`ChatClient` redacts the key should one echo it.
+    """
+    if exc.status == 401:
+        if not key_given:
+            return f"This platform needs an API key: enter one under '{API_KEY_PANEL}' ({CREATE_KEY_HINT})"
+        return f"The API key was refused: {exc.message}"
+    if exc.status == 403:
+        if not key_given:
+            return (
+                f"This platform needs an API key that may use the {agent} agent: enter one under "
+                f"'{API_KEY_PANEL}' ({CREATE_KEY_HINT})"
+            )
+        return f"This API key may not use the {agent} agent ({exc.message})"
+    if exc.status == 429:
+        return f"{_sentence(exc.message)}: {_retry_in(exc.retry_after_s)}"
+    return str(exc)
 
 
 class HistoryUnavailable(Exception):
@@ -52,29 +129,43 @@ class AgentClient:
         await self._http.aclose()
 
     async def stream_chat(
-        self, agent_url: str, user_request: str, thread_id: str | None = None
+        self,
+        agent_url: str,
+        user_request: str,
+        thread_id: str | None = None,
+        *,
+        token: str | None = None,
+        agent_name: str | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """The agent's events for one request; transport and HTTP failures come as an event, not raised.
 
         Such a failure is an :class:`Error` event, after which the stream ends (no ``done`` follows a
-        UI-side error).
+        UI-side error); its message is :func:`refusal_message`'s. ``token``: the user's API key for this
+        request (see :func:`clean_api_key`); ``agent_name``: the agent as the page names it.
         """
         try:
-            async for event in self.agent(agent_url).stream(user_request, thread_id):
+            async for event in self.agent(agent_url).stream(user_request, thread_id, token=token):
                 yield event
         except ChatRequestError as exc:
-            yield Error(code=f"http_{exc.status}", message=str(exc))
+            message = refusal_message(exc, agent=agent_name or agent_url, key_given=bool(token))
+            yield Error(code=f"http_{exc.status}", message=message)
         except ChatClientError as exc:
             logger.info("chat with %s failed: %s", agent_url, exc.message)
             yield Error(code=exc.code, message=exc.message)
 
-    async def fetch_thread(self, agent_url: str, thread_id: str) -> ThreadView:
-        """A thread's messages from the agent's thread API; :class:`HistoryUnavailable` otherwise."""
+    async def fetch_thread(
+        self, agent_url: str, thread_id: str, *, token: str | None = None, agent_name: str | None = None
+    ) -> ThreadView:
+        """A thread's messages from the agent's thread API; :class:`HistoryUnavailable` otherwise.
+
+        ``token`` and ``agent_name`` as for :meth:`stream_chat`.
+        """
         client = self.agent(agent_url)
         try:
-            view = await client.get_thread(thread_id)
+            view = await client.get_thread(thread_id, token=token)
         except ChatRequestError as exc:
-            raise HistoryUnavailable(str(exc), status_code=exc.status) from exc
+            message = refusal_message(exc, agent=agent_name or agent_url, key_given=bool(token))
+            raise HistoryUnavailable(message, status_code=exc.status) from exc
         except ChatClientError as exc:
             raise HistoryUnavailable(exc.message) from exc
         if view is None:

@@ -8,7 +8,7 @@ Routes under the app's route prefix::
 
     GET  /.well-known/agent-card.json   the card (public); interface URLs = public base URL + route prefix;
                                         A2A 1.0 shape for ``A2A-Version: 1.x``, 0.3 shape otherwise
-    GET  /health                        {"ready", "agent", "chat"}: is the agent's /chat reachable
+    GET  /health                        {"ready", "agent", "chat"}: is the agent's /chat reachable (public)
     POST /                              A2A JSON-RPC (1.0, and 0.3 without an ``A2A-Version`` header)
     POST /message:send, /message:stream, /tasks/...    A2A 1.0 HTTP+JSON
     POST /v1/message:send, ...          A2A 0.3 HTTP+JSON
@@ -21,6 +21,9 @@ An agent module exports a builder for its A2A face next to its SSE ``build_app``
 (name and description come from the spec; routes default to ``/weather-agent`` and ``/a2a-weather``).
 
 ``build_app`` here is the same builder without a spec: every card field comes from the config's args.
+
+With auth on, everything but the card and ``/health`` needs ``agent:<name>``, and a task belongs to the
+principal that created it (:mod:`agent_runtime.a2a.access`).
 
 Tasks live in the platform database (``DATABASE_URL``, :mod:`agent_runtime.state.database`) in a2a-sdk's
 clustered task store: every replica reads, streams (``tasks/subscribe``) and cancels every task, whichever
@@ -61,9 +64,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent_runtime.a2a.access import PrincipalContextBuilder, require_bearer
 from agent_runtime.a2a.executor import ChatAgentExecutor
 from agent_runtime.state.database import Database
 from agent_runtime.tools.sources import resolve_url
+from identity.gate import AuthGate
+from identity.middleware import RequireScope
 from platform_core.api_errors import RequestBodyLimit, http_error_response
 from platform_core.config_version import with_config_version
 from platform_core.deployment import (
@@ -222,10 +228,14 @@ def agent_card_routes(card: AgentCard) -> list[Route]:
     The body differs by ``A2A-Version``, so responses say ``Vary: A2A-Version`` and each shape has its own
     (weak) ETag; ``If-None-Match`` revalidates with a 304 as the SDK's route does.
     """
-    bodies = card_bodies(card)
-    etags = {version: _weak_etag(body) for version, body in bodies.items()}
+    # Made on the first request: the app adds its security scheme at start-up, once auth is decided.
+    bodies: dict[str, dict[str, Any]] = {}
+    etags: dict[str, str] = {}
 
     async def agent_card(request: Request) -> Response:
+        if not bodies:
+            bodies.update(card_bodies(card))
+            etags.update({version: _weak_etag(body) for version, body in bodies.items()})
         version = card_version(request.headers.get(VERSION_HEADER))
         headers = {"ETag": etags[version], "Vary": VERSION_HEADER}
         if_none_match = request.headers.get("if-none-match", "")
@@ -251,12 +261,14 @@ def create_a2a_app(
     cancel_check_s: float = 1.0,
     task_store: TaskStore | None = None,
     database: Database | None = None,
+    gate: AuthGate | None = None,
 ) -> Starlette:
     """The A2A ASGI app for one agent (mount it at ``spec.route_prefix``).
 
     Tasks go to ``database`` (opened at start-up, closed at shutdown), else to ``task_store``, else to
-    this process's memory.
+    this process's memory. ``gate`` decides on credentials (default: ``AUTH``; :mod:`.access`).
     """
+    gate = gate or AuthGate()
     agent_url = resolve_url(spec.agent_url).rstrip("/")
     card = build_agent_card(spec, public_url(spec, public_base_url))
     store: TaskStore | VersionedDatabaseTaskStore = task_store or InMemoryTaskStore()
@@ -274,6 +286,7 @@ def create_a2a_app(
         agent_executor=executor, task_store=store, agent_card=card, event_stream=event_stream
     )
     health_client = httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S)
+    context = PrincipalContextBuilder()
 
     async def health(_: Request) -> JSONResponse:
         chat = await _agent_ready(health_client, agent_url + "/health")
@@ -282,6 +295,9 @@ def create_a2a_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         logger.info("A2A app %r at %s adapts %s/chat", spec.name, card.supported_interfaces[0].url, agent_url)
+        await gate.open()
+        if gate.enabled:
+            require_bearer(card)
         if database is not None:
             await database.open()
         try:
@@ -290,20 +306,31 @@ def create_a2a_app(
             await handler.aclose()
             await executor.aclose()
             await health_client.aclose()
+            await gate.aclose()
             if database is not None:
                 await database.aclose()
 
     routes = [
         *agent_card_routes(card),
         Route("/health", health, methods=["GET"]),
-        *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
+        *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True, context_builder=context),
         # Last: the REST routes end in a ``/{tenant}`` catch-all that shadows anything after it.
-        *create_rest_routes(handler, enable_v0_3_compat=True),
+        *create_rest_routes(handler, enable_v0_3_compat=True, context_builder=context),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES)],
+        middleware=[
+            Middleware(
+                RequireScope,
+                gate=gate,
+                scope=f"agent:{spec.name}",
+                public_paths=(AGENT_CARD_WELL_KNOWN_PATH, "/health"),
+                # The task's /chat run acts for the caller, up to the longest task.
+                delegate_ttl_s=task_timeout_s + SHUTDOWN_MARGIN_S,
+            ),
+            Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES),
+        ],
         # Unknown routes and wrong methods answer JSON too (a2a-sdk's own errors are JSON already).
         exception_handlers={HTTPException: http_error_response},
     )

@@ -41,6 +41,8 @@ from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
 from pydantic.alias_generators import to_camel
 
+from agent_runtime.a2a.access import delegation_in
+from identity.delegation import acting_for, platform_auth
 from protocols.chat_client import ChatClient, ChatRequestError, ChatStreamError
 from protocols.events import (
     Done,
@@ -126,6 +128,7 @@ class ChatAgentExecutor(AgentExecutor):
         self._http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+            auth=platform_auth(),  # to the platform's proxy only: the run's delegation
         )
         self._owns_http = http_client is None
         self._agent = ChatClient(chat_url.removesuffix("/chat"), http=self._http)
@@ -173,7 +176,9 @@ class ChatAgentExecutor(AgentExecutor):
         )
         if task_id in self._canceled:
             return
-        run = asyncio.create_task(self._run(updater, user_request, thread_id), name=f"a2a-chat:{task_id}")
+        # The run's /chat call acts for the task's caller (a delegation; None while auth is off).
+        with acting_for(delegation_in(context.call_context)):
+            run = asyncio.create_task(self._run(updater, user_request, thread_id), name=f"a2a-chat:{task_id}")
         self._runs[task_id] = run
         watcher = None
         if self.task_store is not None:

@@ -3,6 +3,12 @@
 ``POST /chat`` streams an agent run as ``protocols.events``; ``GET`` / ``DELETE /threads/{thread_id}`` read
 and forget a conversation.
 
+With auth on (:class:`identity.gate.AuthGate`), every route but ``/health`` needs the scope
+``agent:<name>``; a thread belongs to the principal that started it (another one gets 404, ``admin``
+reaches all: :mod:`agent_runtime.state.owners`); the run's calls to ``/llm``, MCP servers and other
+agents carry a delegation for the caller (:mod:`identity.delegation`), so its key's token budget and
+usage cover the whole flow.
+
 Conversations live in the platform database (:mod:`agent_runtime.state.database`), shared by every replica
 of the agent and by its A2A face. One run per thread at a time: a message for a thread whose run is still
 going is refused with ``409 thread_busy`` before any stream starts (a lease row, so this holds across
@@ -42,7 +48,10 @@ from agent_runtime.state.leases import (
     ThreadLeases,
     replica_id,
 )
+from agent_runtime.state.owners import DatabaseThreadOwners, LocalThreadOwners, ThreadOwners
 from agent_runtime.state.retention import run_periodically
+from identity.gate import AuthGate
+from identity.service import Caller
 from platform_core.api_errors import (
     APIError,
     BodyTooLarge,
@@ -58,7 +67,7 @@ from platform_core.deployment import (
 )
 from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
-from protocols.events import THREAD_ID_PATTERN, encode_sse, is_valid_thread_id
+from protocols.events import THREAD_ID_PATTERN, ToolCall, encode_sse, is_valid_thread_id
 
 logger = logging.getLogger(__name__)
 
@@ -138,14 +147,15 @@ def create_chat_app(
     ping_s: float = 15.0,
     database: Database | None = None,
     retention_days: float | None = None,
+    gate: AuthGate | None = None,
 ) -> FastAPI:
     """The chat ASGI app for one runner (usable without Ray, e.g. under uvicorn or in tests).
 
-    With a ``database`` the agent's memory and thread leases live there (opened at start-up, closed at
-    shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, memory and leases
-    stay in this process.
+    With a ``database`` the agent's memory, thread leases and owners live there (opened at start-up,
+    closed at shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, they
+    stay in this process. ``gate`` decides on credentials (default: ``AUTH``).
     """
-    routes = _ChatRoutes(runner, ping_s=ping_s)
+    routes = _ChatRoutes(runner, ping_s=ping_s, gate=gate or AuthGate())
     app = FastAPI(title=f"{runner.name} chat agent", lifespan=_lifespan(routes, database, retention_days))
     install_api_error_handlers(app)
     app.post("/chat", response_model=None)(routes.chat)
@@ -158,16 +168,36 @@ def create_chat_app(
 class _ChatRoutes:
     """The chat app's handlers over one runner; ``leases`` moves to the database at start-up."""
 
-    def __init__(self, runner: BaseAgentRunner, *, ping_s: float) -> None:
+    def __init__(self, runner: BaseAgentRunner, *, ping_s: float, gate: AuthGate) -> None:
         self.runner = runner
         self.ping_s = ping_s
+        self.gate = gate
+        self.scope = f"agent:{runner.name}"
         self.leases: LeaseStore = LocalThreadLeases()
+        self.owners: ThreadOwners = LocalThreadOwners()
+
+    async def _check_owner(self, caller: Caller, thread_id: str, *, create: bool) -> None:
+        """404 unless ``caller`` owns the thread (or is admin); ``create`` claims an unowned one."""
+        if not self.gate.enabled:
+            return
+        key = self.runner.thread_key(thread_id)
+        principal = caller.principal
+        try:
+            owner = await (self.owners.claim(key, principal.id) if create else self.owners.owner(key))
+        except Exception as exc:
+            raise _storage_unavailable(thread_id, exc) from None
+        if owner != principal.id and not principal.is_admin:
+            raise _thread_not_found(thread_id)  # the same answer as for no thread at all
 
     async def chat(self, request: Request) -> EventSourceResponse:
         runner, leases = self.runner, self.leases
+        caller = await self.gate.identify(request.headers, self.scope)
         parsed = await parse_chat_request(request)
         thread_id = parsed.thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
+        await self._check_owner(caller, thread_id, create=True)
+        delegation = await self.gate.delegate(caller, runner.run_timeout_s + LEASE_MARGIN_S)
+        await self.gate.record_usage(caller, runs=1)
         try:
             lease = await leases.acquire(
                 runner.thread_key(thread_id), run_id, max_hold_s=runner.run_timeout_s + LEASE_MARGIN_S
@@ -178,11 +208,18 @@ class _ChatRoutes:
             raise _storage_unavailable(thread_id, exc) from None
 
         async def frames() -> AsyncIterator[bytes]:
+            tool_calls = 0
             try:
-                async for event in runner.stream(parsed.user_request, thread_id, run_id, abort=lease.lost):
+                events = runner.stream(
+                    parsed.user_request, thread_id, run_id, abort=lease.lost, delegation=delegation
+                )
+                async for event in events:
+                    tool_calls += isinstance(event, ToolCall)
                     yield encode_sse(event).encode()
             finally:
                 await lease.release()
+                if tool_calls:
+                    await self.gate.record_usage(caller, tool_calls=tool_calls)
 
         return EventSourceResponse(
             frames(),
@@ -192,8 +229,10 @@ class _ChatRoutes:
             background=BackgroundTask(lease.release),  # also when the stream never started
         )
 
-    async def get_thread(self, thread_id: str) -> JSONResponse:
+    async def get_thread(self, request: Request, thread_id: str) -> JSONResponse:
+        caller = await self.gate.identify(request.headers, self.scope, check_budget=False)
         _check_thread_id(thread_id)
+        await self._check_owner(caller, thread_id, create=False)
         try:
             view = await self.runner.read_thread(thread_id)
         except Exception as exc:
@@ -202,8 +241,10 @@ class _ChatRoutes:
             raise _thread_not_found(thread_id)
         return JSONResponse(view.model_dump(mode="json", exclude_none=True))
 
-    async def delete_thread(self, thread_id: str) -> Response:
+    async def delete_thread(self, request: Request, thread_id: str) -> Response:
+        caller = await self.gate.identify(request.headers, self.scope, check_budget=False)
         _check_thread_id(thread_id)
+        await self._check_owner(caller, thread_id, create=False)
         runner = self.runner
         key = runner.thread_key(thread_id)
         try:
@@ -214,6 +255,8 @@ class _ChatRoutes:
             raise _storage_unavailable(thread_id, exc) from None
         try:
             found = await runner.delete_thread(thread_id)
+            if self.gate.enabled:
+                await self.owners.forget(key)
         except Exception as exc:
             raise _storage_unavailable(thread_id, exc) from None
         finally:
@@ -233,15 +276,17 @@ class _ChatRoutes:
 def _lifespan(
     routes: _ChatRoutes, database: Database | None, retention_days: float | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start-up and shutdown: the database (memory, leases, retention) and the runner's warm-up."""
+    """Start-up and shutdown: credentials, the database (memory, leases, owners, retention), warm-up."""
     runner = routes.runner
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         background: list[asyncio.Task[None]] = []
+        await routes.gate.open()  # a replica without its credential source fails here, at start-up
         if database is not None:
             await runner.use_database(database)
             routes.leases = ThreadLeases(database.engine)
+            routes.owners = DatabaseThreadOwners(database)
             if retention_days:
                 purge = run_periodically(database, timedelta(days=retention_days))
                 background.append(asyncio.create_task(purge, name="retention"))
@@ -253,6 +298,7 @@ def _lifespan(
                 task.cancel()
             await asyncio.wait(background, timeout=5)
             await runner.aclose()
+            await routes.gate.aclose()
             if database is not None:
                 await database.aclose()
 

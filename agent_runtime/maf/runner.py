@@ -23,7 +23,8 @@ platform's tool-round limit and malformed-call policy. MAF is imported only when
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from agent_runtime.maf.threads import thread_view
 from agent_runtime.maf.translation import UpdateTranslator, maf_error_event
@@ -35,6 +36,7 @@ from agent_runtime.state.sessions import DatabaseSessionDocuments, LocalSessionD
 from agent_runtime.tools.mcp import MCPServers
 from agent_runtime.tools.sources import ToolSource
 from agent_runtime.translation import EventTranslator
+from identity.delegation import platform_auth
 from platform_core.errors import ConfigurationError, describe_error
 from protocols.events import Error
 from protocols.threads import ThreadView
@@ -199,6 +201,9 @@ class MAFAgentRunner(QueuedAgentRunner):
                     load_prompts=False,
                     tool_result_content="content_first",  # the text, as LangGraph agents get it
                     request_timeout=int(self.mcp.call_timeout_s),
+                    # As every MCP session here: the platform's own token, never a user's (MAF sends it
+                    # only to the server's own origin).
+                    header_provider=_platform_headers(url),
                 )
                 await tool.connect()
                 self._mcp_tools[name] = tool
@@ -208,3 +213,14 @@ class MAFAgentRunner(QueuedAgentRunner):
                 )
                 connected = False
         return connected
+
+
+def _platform_headers(url: str) -> Callable[[dict[str, Any]], dict[str, str]]:
+    """MAF's ``header_provider`` for the MCP server at ``url``: the platform's token when auth is on."""
+    auth = platform_auth(delegate=False)
+
+    def headers(_: dict[str, Any]) -> dict[str, str]:
+        token = auth.token_for(url)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    return headers

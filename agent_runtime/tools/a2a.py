@@ -12,11 +12,13 @@ unavailable: ...") instead of ending the run.
 import re
 from collections.abc import Mapping
 
+from a2a.client import ClientCallContext, CredentialService
 from a2a.types import AgentCard
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
 from agent_runtime.tools.sources import RefreshingToolSource, resolve_url
+from identity.delegation import platform_auth
 from platform_core.errors import describe_error
 from protocols.a2a_client import (
     A2ACallError,
@@ -55,6 +57,23 @@ def describe_card(card: AgentCard) -> str:
     return text if len(text) <= _MAX_DESCRIPTION_CHARS else text[: _MAX_DESCRIPTION_CHARS - 1] + "…"
 
 
+class PlatformCredentials(CredentialService):
+    """The bearer an agent of the platform sends another one: the run's delegation (or the platform's).
+
+    Only for an agent behind the platform's own proxy; a third-party A2A agent gets no credential of ours.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._auth = platform_auth()
+
+    async def get_credentials(
+        self, security_scheme_name: str, context: ClientCallContext | None
+    ) -> str | None:
+        """The token for the card's bearer scheme, whatever it is named."""
+        return self._auth.token_for(self.url)
+
+
 def _label(card: AgentCard) -> str:
     return card.name if "agent" in card.name.lower() else f"{card.name} agent"
 
@@ -64,10 +83,11 @@ def a2a_tool(name: str, url: str, card: AgentCard, *, timeout_s: float = 360.0) 
     if not _TOOL_NAME_RE.match(name):
         raise ValueError(f"invalid tool name {name!r}: letters, digits, '_' and '-', at most 64")
     label = _label(card)
+    credentials = PlatformCredentials(url)
 
     async def ask_agent(query: str) -> str:
         try:
-            result = await a2a_execute_text(url, query, timeout_s=timeout_s)
+            result = await a2a_execute_text(url, query, timeout_s=timeout_s, credentials=credentials)
         except A2AUnavailable as exc:
             raise ToolException(f"{label} unavailable: {exc}") from exc
         except A2ATimeout as exc:

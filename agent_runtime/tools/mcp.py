@@ -43,6 +43,7 @@ from mcp.types import CONNECTION_CLOSED, CallToolResult
 from mcp.types import Tool as MCPTool
 
 from agent_runtime.tools.sources import RefreshingToolSource
+from identity.delegation import platform_auth
 from platform_core.errors import describe_error, root_causes
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,11 @@ class MCPSession:
         timeout = httpx.Timeout(self.timeout_s, read=self.call_timeout_s)
         try:
             async with (
-                httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
+                # A session outlives the run that opened it: it authenticates as the platform, never
+                # as a user (identity.delegation).
+                httpx.AsyncClient(
+                    timeout=timeout, follow_redirects=False, auth=platform_auth(delegate=False)
+                ) as http,
                 streamable_http_client(self.url, http_client=http) as (read, write, _),
                 ClientSession(read, write) as session,
             ):

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 from ray import serve
 
+from llm.access import guard_llm_app
 from llm.scripted.server import create_app
 
 
@@ -18,7 +19,7 @@ class ScriptedLLMReplica:
         self._token_delay_s = token_delay_ms / 1000
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._model_id, self._token_delay_s)
+        return guard_llm_app(create_app(self._model_id, self._token_delay_s))
 
 
 # The decorators as calls: mypy ignores what a class decorator returns, and this is a Deployment.

@@ -16,6 +16,7 @@ from ray._common.utils import import_attr
 from ray.serve.schema import ServeDeploySchema
 
 from llm.vllm_backend import vllm_llm_config_kwargs
+from platform_core.settings import PlatformSettings
 from tests.support.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -88,6 +89,9 @@ def test_multi_configs_deploy_all_nine_services() -> None:
 def test_anyscale_configs_are_production_ready(name: str) -> None:
     service = ServiceConfig.from_yaml(str(ROOT / name))
     assert service.env_vars["PUBLIC_BASE_URL"].startswith("https://")
+    # Identity is on in production; the platform's keys, not Anyscale's token, hold Authorization.
+    assert PlatformSettings(**service.env_vars).auth == "on"
+    assert service.query_auth_token_enabled is False
     apps = {app["name"]: app for app in service.applications}
     llm_args = builder_args(apps["llm"])
     assert llm_args.backend == "vllm", "production names its backend explicitly"

@@ -3,6 +3,7 @@ model and a real MCP server, no Ray), and a small misbehaving agent for the fail
 produces on purpose (a cut stream, an unreadable frame, a proxy's 502, a 503 with Retry-After)."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -243,3 +244,84 @@ async def test_concurrent_streams_on_one_client(agent, client: ChatClient) -> No
     results = await asyncio.gather(*(client.send(r) for r in requests))
     assert [r.answer for r in results] == [f"Answer {n}." for n in range(4)]
     assert len({r.thread_id for r in results}) == 4
+
+
+# --- credentials ------------------------------------------------------------------------------------------
+
+USER_KEY = "rap_0123456789abcdef_" + "k" * 43
+ECHOED_KEY = "rap_fedcba9876543210_" + "e" * 43  # a key the misbehaving agent below quotes back
+
+
+def guarded_transport() -> tuple[httpx.MockTransport, list[tuple[str, str | None]]]:
+    """An agent (``POST /chat``, ``GET``/``DELETE /threads/t``) that records each call's credential.
+
+    It answers ``ECHOED_KEY`` with a 401 that quotes the whole ``Authorization`` header back, as no
+    platform agent does but a careless proxy might.
+    """
+    seen: list[tuple[str, str | None]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        authorization = request.headers.get("authorization")
+        seen.append((f"{request.method} {request.url.path}", authorization))
+        if authorization == f"Bearer {ECHOED_KEY}":
+            body = {"error": {"code": "unauthenticated", "message": f"refused {authorization}"}}
+            return httpx.Response(401, json=body, headers={"WWW-Authenticate": "Bearer"})
+        if request.url.path == "/chat":
+            frames = [Metadata(thread_id="t", run_id="r", agent="a"), Done(thread_id="t", answer="ok")]
+            sse = "".join(encode_sse(frame) for frame in frames)
+            return httpx.Response(200, text=sse, headers={"Content-Type": "text/event-stream"})
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(200, json={"thread_id": "t", "messages": []})
+
+    return httpx.MockTransport(handle), seen
+
+
+async def test_a_calls_token_replaces_the_default_for_that_call_only() -> None:
+    transport, seen = guarded_transport()
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = ChatClient("http://agent", http=http, token="default-token")
+        for token in (USER_KEY, None, ""):  # an empty token is no token, as for the constructor
+            assert (await client.send("hi", token=token)).answer == "ok"
+            assert (await client.get_thread("t", token=token)).thread_id == "t"
+            assert await client.delete_thread("t", token=token) is True
+        async with ChatClient("http://agent", http=http) as anonymous:
+            await anonymous.send("hi", token=USER_KEY)
+            await anonymous.send("hi")
+    calls = ["POST /chat", "GET /threads/t", "DELETE /threads/t"]
+    assert seen == [
+        *((call, f"Bearer {USER_KEY}") for call in calls),
+        *((call, "Bearer default-token") for call in calls * 2),
+        ("POST /chat", f"Bearer {USER_KEY}"),
+        ("POST /chat", None),
+    ]
+
+
+async def test_a_token_is_in_no_error_message_and_no_log(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    transport, seen = guarded_transport()
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = ChatClient("http://agent", http=http)
+        for call in (client.send("hi", token=ECHOED_KEY), client.get_thread("t", token=ECHOED_KEY)):
+            with pytest.raises(ChatRequestError) as refused:
+                await call
+            assert (refused.value.status, refused.value.code) == (401, "unauthenticated")
+            assert refused.value.message == "refused Bearer [redacted]" and ECHOED_KEY not in str(
+                refused.value
+            )
+        broken = f"{USER_KEY}\r\nX-Injected: 1"  # would put a second header on the request
+        for call in (client.send("hi", token=broken), client.delete_thread("t", token=broken)):
+            with pytest.raises(ValueError) as unusable:
+                await call
+            assert USER_KEY not in str(unusable.value)
+        async with ChatClient("http://agent", http=http, token=ECHOED_KEY) as by_default:
+            with pytest.raises(ChatRequestError) as refused:
+                await by_default.get_thread("t")
+            assert refused.value.message == "refused Bearer [redacted]"
+    shared_headers = {"Authorization": f"Bearer {ECHOED_KEY}"}  # a pooled client's own credential
+    async with httpx.AsyncClient(transport=transport, headers=shared_headers) as http:
+        with pytest.raises(ChatRequestError) as refused:
+            await ChatClient("http://agent", http=http).send("hi")
+        assert refused.value.message == "refused Bearer [redacted]"
+    assert len(seen) == 4  # the unusable token never went out
+    assert ECHOED_KEY not in caplog.text and USER_KEY not in caplog.text

@@ -244,3 +244,37 @@ def test_rejected_request_is_a_clear_error(ui_stack: ServeStack, browser) -> Non
     expect(page.locator("#chat img")).to_have_count(0)
     assert fetched == [], fetched
     context.close()
+
+
+def test_api_key_goes_with_the_tabs_requests_and_a_reload_forgets_it(ui_stack: ServeStack, browser) -> None:
+    """The "API key" panel: a password box whose key the tab sends with its events, that shows nowhere
+    on the page, is in no browser storage, and is gone after a reload.
+
+    Auth is off on this stack (loopback), so the agent accepts the request whatever the key; the 401,
+    403 and 429 messages are unit-tested in tests/ui/test_auth.py.
+    """
+    key = "rap_0123456789abcdef_" + "k" * 43
+    context = browser.new_context()
+    page = context.new_page()
+    joined: list[str] = []  # what the page sent to Gradio's queue: the events' inputs
+    page.on("request", lambda r: joined.append(r.post_data or "") if "/queue/join" in r.url else None)
+    open_ui(page, f"{ui_stack.base_url}/ui/")
+    choose_agent(page, "Weather")
+
+    panel = page.locator("#api-key-panel")
+    panel.locator("button.label-wrap").first.click()  # the accordion's toggle
+    expect(panel).to_contain_text("platform-keys create")
+    box = page.locator("#api-key input").first
+    expect(box).to_have_attribute("type", "password")
+    box.fill(key)
+    page.locator("#message textarea").fill("Weather in Paris?")
+    page.locator("#send").click()
+    expect(page.locator("#status")).to_contain_text("completion tokens", timeout=ANSWER_TIMEOUT_MS)
+    assert any(key in body for body in joined), "the send event did not carry the key"
+    assert key not in page.locator("body").inner_text()
+    storage = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}])")
+    assert key not in storage
+
+    open_ui(page, f"{ui_stack.base_url}/ui/")  # the page loaded afresh, as a reload does
+    expect(page.locator("#api-key input").first).to_have_value("")
+    context.close()
