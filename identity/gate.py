@@ -23,6 +23,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 from identity.delegation import install_signer
+from identity.oidc import OIDCSettings, OIDCVerifier
 from identity.scopes import ADMIN, Principal
 from identity.service import Caller, IdentityService
 from platform_core.errors import ConfigurationError, describe_error
@@ -77,13 +78,24 @@ async def resolve_auth(settings: PlatformSettings) -> tuple[bool, str, str | Non
     return True, f"AUTH=auto and the Serve proxy listens on {host}", host
 
 
-def check_credential_source(settings: PlatformSettings, host: str | None) -> None:
-    """Refuse auth on a reachable proxy whose keys are in the default, per-machine SQLite file."""
-    if settings.database_url is None and host is not None and not is_loopback(host):
+def check_credential_source(settings: PlatformSettings, host: str | None, *, oidc: bool = False) -> None:
+    """Refuse auth on a reachable proxy whose only store is the per-machine SQLite file.
+
+    Keys live in the database, and so does the platform's delegation secret unless ``PLATFORM_SECRET``
+    is set: replicas on several machines must share both.
+    """
+    if settings.database_url is not None or host is None or is_loopback(host):
+        return
+    if not oidc:
         raise ConfigurationError(
             f"auth is on and the Serve proxy listens on {host}, but no credential source is configured: "
             "set DATABASE_URL to the database where `platform-keys` creates the keys (PostgreSQL for a "
-            "cluster); the default SQLite file is per machine"
+            "cluster; the default SQLite file is per machine), or OIDC_ISSUER and OIDC_AUDIENCE"
+        )
+    if settings.platform_secret is None:
+        raise ConfigurationError(
+            f"auth is on with OIDC and the Serve proxy listens on {host}: set DATABASE_URL or "
+            "PLATFORM_SECRET, so that every replica signs the platform's internal calls with one key"
         )
 
 
@@ -135,10 +147,14 @@ class AuthGate:
             install_signer(None)
             self._enabled = False
             return
-        check_credential_source(settings, host)
+        oidc_settings = OIDCSettings()
+        check_credential_source(settings, host, oidc=oidc_settings.enabled)
         if self._identity is None:
             secret = settings.platform_secret.get_secret_value() if settings.platform_secret else None
-            self._identity = IdentityService(pool_size=settings.database_pool_size, platform_secret=secret)
+            oidc = OIDCVerifier(oidc_settings) if oidc_settings.enabled else None
+            self._identity = IdentityService(
+                pool_size=settings.database_pool_size, platform_secret=secret, oidc=oidc
+            )
         await self._identity.open()
         install_signer(await self._identity.signer())
         logger.info("auth ON (%s): every route but health and agent cards needs a credential", reason)

@@ -25,6 +25,7 @@ from identity.delegation import DelegationSigner, is_delegation_token
 from identity.errors import Forbidden, Unauthenticated
 from identity.keys import APIKey
 from identity.limits import Limits
+from identity.oidc import OIDCVerifier, looks_like_jwt
 from identity.schema import TABLES, platform_secrets
 from identity.scopes import Principal
 from identity.store import Clock, KeyStore
@@ -86,6 +87,7 @@ class IdentityService:
         clock: Clock = time.time,
         cache_clock: Clock = time.monotonic,
         platform_secret: str | None = None,
+        oidc: OIDCVerifier | None = None,
     ) -> None:
         self.url = DatabaseURL.parse(url or default_database_url())
         self.engine: AsyncEngine = create_engine(self.url, pool_size=pool_size)
@@ -94,6 +96,7 @@ class IdentityService:
         self.usage = UsageLedger(self.engine, clock=clock)
         self.verifier = Verifier(self.keys, cache_ttl_s=cache_ttl_s, clock=cache_clock)
         self.clock = clock
+        self.oidc = oidc
         self._platform_secret = platform_secret
         self._signer: DelegationSigner | None = None
         self._opened = False
@@ -168,6 +171,11 @@ class IdentityService:
         (one user request makes many hops; the first one was counted).
         """
         token = bearer_token(headers)
+        if self.oidc is not None and looks_like_jwt(token):
+            principal = await self.oidc.verify(token)
+            if scope is not None and not principal.allows(scope):
+                raise Forbidden(scope)
+            return Caller(principal=principal)  # limits are per API key; OIDC principals have usage
         if is_delegation_token(token):
             delegation = (await self.signer()).verify(token)
             key = await self.verifier.active_key(delegation.key_id) if delegation.key_id else None

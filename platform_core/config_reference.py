@@ -20,7 +20,11 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["serve_config.yaml", "serve_multi_config.yaml"]
 OUTPUT = ROOT / "docs" / "configuration.md"
-SETTINGS_CLASSES: list[str] = ["platform_core.settings:PlatformSettings", "ui.config:UISettings"]
+SETTINGS_CLASSES: list[str] = [
+    "platform_core.settings:PlatformSettings",
+    "identity.oidc:OIDCSettings",
+    "ui.config:UISettings",
+]
 
 
 def _type_name(annotation: Any) -> str:
@@ -49,8 +53,9 @@ def model_table(model: type[BaseModel], *, env: bool = False) -> str:
     """A Markdown table of a model's fields; ``env`` names them as environment variables (upper case)."""
     head = "| env var | type | default | meaning |" if env else "| arg | type | default | meaning |"
     rows = [head, "|---|---|---|---|"]
+    prefix = str(model.model_config.get("env_prefix", "")) if env else ""
     for name, field in model.model_fields.items():
-        key = name.upper() if env else name
+        key = (prefix + name).upper() if env else name
         rows.append(
             f"| `{key}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | "
             f"{_cell(field.description or '')} |"

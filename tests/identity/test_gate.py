@@ -115,6 +115,13 @@ def test_a_reachable_proxy_needs_a_database_url() -> None:
         check_credential_source(_settings(auth="on"), host)
 
 
+def test_oidc_is_a_credential_source_when_replicas_share_a_signing_key() -> None:
+    # OIDC needs no key database, but the replicas of a cluster must still share the delegation key.
+    with pytest.raises(ConfigurationError, match="PLATFORM_SECRET"):
+        check_credential_source(_settings(auth="on"), "0.0.0.0", oidc=True)
+    check_credential_source(_settings(auth="on", platform_secret=SecretStr("s" * 40)), "0.0.0.0", oidc=True)
+
+
 # --- the gate -----------------------------------------------------------------------------------------
 
 
