@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity.gate import AuthGate
 from identity.service import Caller
-from platform_core.api_errors import APIError
+from platform_core.api_errors import APIError, replay
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ async def ask_for_usage(scope: Scope, receive: Receive) -> tuple[Scope, Receive]
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client left: let the app see it
-            return scope, _replay([message], receive)
+            return scope, replay([message], receive)
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > MAX_JSON_BODY_BYTES or not message.get("more_body", False):
@@ -159,18 +159,7 @@ async def ask_for_usage(scope: Scope, receive: Receive) -> tuple[Scope, Receive]
                 headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
                 scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
     first: Message = {"type": "http.request", "body": body, "more_body": more}
-    return scope, _replay([first], receive)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed
+    return scope, replay([first], receive)
 
 
 def _usage_of(document: Any) -> tuple[int, int] | None:

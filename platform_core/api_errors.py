@@ -215,18 +215,21 @@ class RequestBodyLimit:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives the app the body read already, then the client's later messages."""
-    sent = False
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives the app ``messages`` (read already), then the client's later ones."""
+    pending = list(messages)
 
     async def replayed() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return pending.pop(0)
+        return await receive()
 
     return replayed
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the app the whole body read already, then the client's later messages."""
+    return replay([{"type": "http.request", "body": body, "more_body": False}], receive)
 
 
 async def http_error_response(_: StarletteRequest, exc: Exception) -> Response:
