@@ -4,10 +4,10 @@
 and forget a conversation.
 
 With auth on (:class:`identity.gate.AuthGate`), every route but ``/health`` needs the scope
-``agent:<name>``; a thread belongs to the principal that started it (another one gets 404, ``admin``
-reaches all: :mod:`agent_runtime.state.owners`); the run's calls to ``/llm``, MCP servers and other
-agents carry a delegation for the caller (:mod:`identity.delegation`), so its key's token budget and
-usage cover the whole flow.
+``agent:<name>`` (``GET /usage``: ``admin``); a thread belongs to the principal that started it
+(another one gets 404, ``admin`` reaches all: :mod:`agent_runtime.state.owners`); the run's calls to
+``/llm``, MCP servers and other agents carry a delegation for the caller (:mod:`identity.delegation`),
+so its key's token budget and usage cover the whole flow.
 
 Conversations live in the platform database (:mod:`agent_runtime.state.database`), shared by every replica
 of the agent and by its A2A face. One run per thread at a time: a message for a thread whose run is still
@@ -23,6 +23,7 @@ deep-copied or pickled by the ingress decorator, so it may hold clients, tasks a
 """
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,7 @@ from agent_runtime.state.leases import (
 from agent_runtime.state.owners import DatabaseThreadOwners, LocalThreadOwners, ThreadOwners
 from agent_runtime.state.retention import run_periodically
 from identity.gate import AuthGate
+from identity.scopes import ADMIN
 from identity.service import Caller
 from platform_core.api_errors import (
     APIError,
@@ -161,6 +163,7 @@ def create_chat_app(
     app.post("/chat", response_model=None)(routes.chat)
     app.get("/threads/{thread_id}", response_model=None)(routes.get_thread)
     app.delete("/threads/{thread_id}", response_model=None)(routes.delete_thread)
+    app.get("/usage", response_model=None)(routes.usage)
     app.get("/health")(routes.health)
     return app
 
@@ -265,6 +268,25 @@ class _ChatRoutes:
             raise _thread_not_found(thread_id)
         logger.info("thread %s of agent %s deleted", thread_id, runner.name)
         return Response(status_code=204)
+
+    async def usage(self, request: Request, key: str | None = None, since: str | None = None) -> JSONResponse:
+        """``GET /usage``: usage per principal and UTC day, for ``admin`` (404 while auth is off).
+
+        ``key`` narrows it to one key's principal (by key name), ``since`` to days from ``YYYY-MM-DD``
+        on; the same rows as ``platform-keys usage``, every agent app serves them.
+        """
+        if not (await self.gate.open()).enabled:
+            raise APIError(404, "not_found", "usage is recorded only while auth is on")
+        await self.gate.identify(request.headers, ADMIN, check_budget=False)
+        identity = self.gate.identity
+        principal_id = None
+        if key is not None:
+            record = await identity.keys.by_name(key)
+            if record is None:
+                raise APIError(404, "not_found", f"no key named {key!r}")
+            principal_id = record.principal_id
+        rows = await identity.usage.read(principal_id, since_day=since)
+        return JSONResponse({"usage": [dataclasses.asdict(row) for row in rows]})
 
     async def health(self) -> JSONResponse:
         report = await self.runner.health()

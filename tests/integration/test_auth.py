@@ -185,6 +185,14 @@ def test_travel_only_key_runs_the_whole_flow_and_pays_for_every_hop(auth_stack: 
     assert runs == 3, "one travel run and its two delegated runs"
     assert prompt + completion > own > 0, f"the delegates' tokens count too: {prompt}+{completion} vs {own}"
 
+    # The same rows over HTTP, for admin only.
+    usage = auth_stack.url(f"/travel-agent/usage?key=traveller-{auth_stack.run}")
+    assert httpx.get(usage, headers=bearer(travel), timeout=30).status_code == 403
+    admin = auth_stack.create_key("usage-admin", "admin")
+    rows = httpx.get(usage, headers=bearer(admin), timeout=30).json()["usage"]
+    assert [row["principal_name"] for row in rows] == [f"traveller-{auth_stack.run}"]
+    assert rows[0]["runs"] == 3 and rows[0]["prompt_tokens"] + rows[0]["completion_tokens"] > own
+
 
 def test_threads_belong_to_their_creator(auth_stack: AuthStack) -> None:
     alice = auth_stack.create_key("alice", "agent:weather")

@@ -276,5 +276,6 @@ def test_api_key_goes_with_the_tabs_requests_and_a_reload_forgets_it(ui_stack: S
     assert key not in storage
 
     open_ui(page, f"{ui_stack.base_url}/ui/")  # the page loaded afresh, as a reload does
+    panel.locator("button.label-wrap").first.click()  # closed again: its box is rendered only when open
     expect(page.locator("#api-key input").first).to_have_value("")
     context.close()
