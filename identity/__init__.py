@@ -8,7 +8,9 @@ Floor 2 of the layers (beside :mod:`protocols`): it imports only :mod:`platform_
 - :mod:`identity.keys`: the secret's format (``rap_<key id>_<secret>``), its hash, :class:`APIKey`.
 - :mod:`identity.store`: :class:`KeyStore`, keys in the platform database.
 - :mod:`identity.verifier`: :class:`Verifier`, token to key, with a cache of at most 5 s.
-- :mod:`identity.limits`: :class:`Limits`, requests per minute and LLM tokens per window, per key.
+- :mod:`identity.limits`: :class:`Limits`, requests per minute and LLM tokens per window, per key, on a
+  :class:`Counters` store: :class:`DatabaseCounters` (default) or :mod:`identity.redis_limits`
+  (``LIMITS_URL``).
 - :mod:`identity.usage`: :class:`UsageLedger`, usage per principal and day.
 - :mod:`identity.service`: :class:`IdentityService`, all of them on one engine for one process, and the
   :class:`Caller` of a request.
@@ -16,16 +18,23 @@ Floor 2 of the layers (beside :mod:`protocols`): it imports only :mod:`platform_
 - :mod:`identity.gate`: :class:`AuthGate`, one app's door (``AUTH`` on, off or auto).
 - :mod:`identity.middleware`: :class:`RequireScope`, the door as ASGI middleware (``/llm``, MCP, A2A).
 - :mod:`identity.asgi`: :func:`require_scope` and :func:`authenticate_request` for FastAPI apps.
-- :mod:`identity.errors`: the 401/403/429 ``APIError`` subclasses.
+- :mod:`identity.errors`: the 401/403/429/503 ``APIError`` subclasses.
 - :mod:`identity.cli`: the ``platform-keys`` console script.
 """
 
 from identity.asgi import authenticate_request, install_identity, require_scope
 from identity.delegation import DelegationSigner, PlatformAuth, acting_for, platform_auth
-from identity.errors import BudgetExceeded, Forbidden, KeyNameTaken, RateLimited, Unauthenticated
+from identity.errors import (
+    BudgetExceeded,
+    Forbidden,
+    KeyNameTaken,
+    LimitsUnavailable,
+    RateLimited,
+    Unauthenticated,
+)
 from identity.gate import ANONYMOUS, AuthGate
 from identity.keys import APIKey
-from identity.limits import Decision, Limits
+from identity.limits import Counters, DatabaseCounters, Decision, Limits, Window
 from identity.middleware import RequireScope
 from identity.scopes import Principal, parse_scope
 from identity.service import Caller, IdentityService, bearer_token
@@ -42,8 +51,11 @@ __all__ = [
     "KeyStore",
     "Verifier",
     # limits and usage
+    "Counters",
+    "DatabaseCounters",
     "Decision",
     "Limits",
+    "Window",
     "UsageLedger",
     "UsageRow",
     # delegation of internal hops
@@ -65,6 +77,7 @@ __all__ = [
     "BudgetExceeded",
     "Forbidden",
     "KeyNameTaken",
+    "LimitsUnavailable",
     "RateLimited",
     "Unauthenticated",
 ]

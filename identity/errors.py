@@ -5,8 +5,10 @@
  │                        (``WWW-Authenticate: Bearer``)
  ├── ``Forbidden``        403 ``forbidden``: a valid credential without the scope the route needs
  ├── ``RateLimited``      429 ``rate_limited``: over the key's requests per minute (``Retry-After``)
- └── ``BudgetExceeded``   429 ``budget_exceeded``: the key's LLM tokens of this window are spent
-                          (``Retry-After``)
+ ├── ``BudgetExceeded``   429 ``budget_exceeded``: the key's LLM tokens of this window are spent
+ │                        (``Retry-After``)
+ └── ``LimitsUnavailable`` 503 ``storage_unavailable``: the limits store (Redis, ``LIMITS_URL``) cannot be
+                          reached (``Retry-After``)
 
 Messages never carry a secret, and never say anything about another principal.
 """
@@ -64,6 +66,23 @@ class BudgetExceeded(APIError):
             headers=_retry_after(retry_after_s),
         )
         self.retry_after_s = retry_after_s
+
+
+class LimitsUnavailable(APIError):
+    """The store of the per-key counters cannot be reached: 503 with ``Retry-After``, never a 500.
+
+    A request is refused rather than let through uncounted: limits that fail open are no limits.
+    """
+
+    RETRY_AFTER_S = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "storage_unavailable",
+            "the limits store is unavailable; try again later",
+            headers=_retry_after(self.RETRY_AFTER_S),
+        )
 
 
 class KeyNameTaken(PlatformError, ValueError):

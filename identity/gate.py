@@ -35,6 +35,8 @@ ANONYMOUS = Caller(principal=Principal(id="anonymous", name="anonymous", scopes=
 """The caller of every request while auth is off (it owns what it creates, and sees everything)."""
 
 CONTROLLER_TIMEOUT_S = 10.0
+PRUNE_INTERVAL_S = 3600.0
+"""How often an open gate deletes the limit counters of windows that ended a day ago or more."""
 T = TypeVar("T")
 
 
@@ -109,6 +111,7 @@ class AuthGate:
         self._enabled: bool | None = None
         self._lock: asyncio.Lock | None = None
         self._writes: set[asyncio.Future[Any]] = set()
+        self._pruning: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -152,11 +155,16 @@ class AuthGate:
         if self._identity is None:
             secret = settings.platform_secret.get_secret_value() if settings.platform_secret else None
             oidc = OIDCVerifier(oidc_settings) if oidc_settings.enabled else None
+            limits_url = settings.limits_url.get_secret_value() if settings.limits_url else None
             self._identity = IdentityService(
-                pool_size=settings.database_pool_size, platform_secret=secret, oidc=oidc
+                pool_size=settings.database_pool_size,
+                platform_secret=secret,
+                oidc=oidc,
+                limits_url=limits_url,
             )
         await self._identity.open()
         install_signer(await self._identity.signer())
+        self._pruning = asyncio.create_task(self._prune_periodically(self._identity))
         logger.info("auth ON (%s): every route but health and agent cards needs a credential", reason)
         self._enabled = True
 
@@ -225,8 +233,24 @@ class AuthGate:
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(task)
 
+    @staticmethod
+    async def _prune_periodically(identity: IdentityService) -> None:
+        """Old limit counters go (one row per key and minute would pile up); a failure is retried later."""
+        while True:
+            try:
+                await identity.limits.prune()
+            except Exception as exc:
+                logger.warning(
+                    "old limit counters not pruned (retrying in %.0f s): %s",
+                    PRUNE_INTERVAL_S,
+                    describe_error(exc),
+                )
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
     async def aclose(self) -> None:
         """Let pending writes finish, then close the identity's connections (the app's shutdown)."""
+        if self._pruning is not None:
+            self._pruning.cancel()
         if self._writes:
             await asyncio.wait(set(self._writes), timeout=10)
         if self._identity is not None and self._enabled:

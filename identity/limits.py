@@ -1,4 +1,4 @@
-"""Per-key limits, counted in the platform database so that every replica shares them.
+"""Per-key limits, counted where every replica sees the same counts.
 
 Two limits, each optional per key (:class:`identity.keys.APIKey`):
 
@@ -11,14 +11,17 @@ Two limits, each optional per key (:class:`identity.keys.APIKey`):
   new requests are refused until the next window.
 
 :meth:`Limits.check` answers ``allowed``, ``rate_limited`` or ``budget_exceeded`` with the seconds until
-it is worth retrying; each check is one or two single-statement round trips, atomic on SQLite and
-PostgreSQL alike (:func:`identity.schema.add_to`).
+it is worth retrying. The policy lives here once; the counts live in a :class:`Counters` store:
+:class:`DatabaseCounters` in the platform database by default (one or two single-statement round trips
+per check, atomic on SQLite and PostgreSQL alike: :func:`identity.schema.add_to`), or Redis with
+``LIMITS_URL`` (:class:`identity.redis_limits.RedisCounters`), which takes the per-request writes off the
+database.
 """
 
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,10 +64,103 @@ class Decision:
             raise BudgetExceeded(self.retry_after_s or 1)
 
 
-def _window(now: float, length_s: float) -> tuple[int, int]:
-    length = max(1, math.ceil(length_s))
-    start = int(now // length) * length
-    return start, start + length
+@dataclass(frozen=True)
+class Window:
+    """One counting window of a key: ``[start, end)`` in whole unix seconds."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def around(cls, now: float, length_s: float) -> "Window":
+        """The window of ``length_s`` (rounded up to whole seconds) that holds ``now``."""
+        length = max(1, math.ceil(length_s))
+        start = int(now // length) * length
+        return cls(start, start + length)
+
+
+class Counters(Protocol):
+    """Where the per-key counts live; every replica of every app must reach the same store.
+
+    A count is named by the key, its kind (:data:`REQUESTS`, :data:`TOKENS`) and its window.
+    """
+
+    async def add_below(self, key_id: str, kind: str, window: Window, limit: int) -> bool:
+        """Add 1 to the count unless it has reached ``limit`` already; whether it was added."""
+        ...
+
+    async def add(self, key_id: str, kind: str, window: Window, amount: int) -> int:
+        """Add ``amount`` to the count; returns the new count."""
+        ...
+
+    async def read(self, key_id: str, kind: str, window: Window) -> int:
+        """The count (0 when none was made)."""
+        ...
+
+    async def prune(self, cutoff: int) -> int:
+        """Forget the counts of windows that ended before ``cutoff`` (unix s); returns how many."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the store's connections (not the platform database's engine, which others share)."""
+        ...
+
+
+class DatabaseCounters:
+    """The counts in the platform database's ``key_counters`` table (:mod:`identity.schema`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def add_below(self, key_id: str, kind: str, window: Window, limit: int) -> bool:
+        """One guarded upsert: the count's row is added to only while below ``limit``."""
+        async with single_statements(self.engine) as conn:
+            counted = await conn.execute(
+                add_to(
+                    self.engine.dialect.name,
+                    key_counters,
+                    {"key_id": key_id, "kind": kind, "window_start": window.start},
+                    {"count": 1},
+                    values={"window_end": window.end},
+                    only_if=key_counters.c.count < limit,
+                )
+            )
+            return counted.first() is not None  # no row: the count is at the limit already
+
+    async def add(self, key_id: str, kind: str, window: Window, amount: int) -> int:
+        """One upsert that returns the new count."""
+        async with single_statements(self.engine) as conn:
+            total = await conn.scalar(
+                add_to(
+                    self.engine.dialect.name,
+                    key_counters,
+                    {"key_id": key_id, "kind": kind, "window_start": window.start},
+                    {"count": amount},
+                    values={"window_end": window.end},
+                )
+            )
+        return int(total or 0)
+
+    async def read(self, key_id: str, kind: str, window: Window) -> int:
+        """The count's row (0 when there is none)."""
+        async with single_statements(self.engine) as conn:
+            count = await conn.scalar(
+                select(key_counters.c.count).where(
+                    key_counters.c.key_id == key_id,
+                    key_counters.c.kind == kind,
+                    key_counters.c.window_start == window.start,
+                )
+            )
+        return int(count or 0)
+
+    async def prune(self, cutoff: int) -> int:
+        """Delete the rows of windows that ended before ``cutoff``."""
+        async with single_statements(self.engine) as conn:
+            result = await conn.execute(delete(key_counters).where(key_counters.c.window_end < cutoff))
+        return int(result.rowcount or 0)
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close: the engine belongs to the identity service."""
 
 
 def _retry_after(now: float, window_end: int) -> int:
@@ -72,10 +168,10 @@ def _retry_after(now: float, window_end: int) -> int:
 
 
 class Limits:
-    """The per-key counters on a SQLAlchemy async engine (the tables come from :mod:`identity.schema`)."""
+    """The limits policy of every key, on one :class:`Counters` store."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = time.time) -> None:
-        self.engine = engine
+    def __init__(self, counters: Counters, *, clock: Clock = time.time) -> None:
+        self.counters = counters
         self.clock = clock
 
     async def check(self, key: APIKey) -> Decision:
@@ -91,34 +187,18 @@ class Limits:
             if tokens_left == 0:
                 return Decision("budget_exceeded", _retry_after(now, end), 0)
         if key.rpm is not None:
-            start, end = _window(now, MINUTE_S)
-            async with single_statements(self.engine) as conn:
-                counted = await conn.execute(
-                    add_to(
-                        self.engine.dialect.name,
-                        key_counters,
-                        {"key_id": key.key_id, "kind": REQUESTS, "window_start": start},
-                        {"count": 1},
-                        values={"window_end": end},
-                        only_if=key_counters.c.count < key.rpm,
-                    )
-                )
-                if counted.first() is None:  # the minute's count is at the limit already
-                    return Decision("rate_limited", _retry_after(now, end), tokens_left)
+            minute = Window.around(now, MINUTE_S)
+            if not await self.counters.add_below(key.key_id, REQUESTS, minute, key.rpm):
+                return Decision("rate_limited", _retry_after(now, minute.end), tokens_left)
         return Decision("allowed", None, tokens_left)
+
+    def _budget_window(self, key: APIKey) -> Window:
+        return Window.around(self.clock(), key.budget_window_s or DEFAULT_BUDGET_WINDOW_S)
 
     async def tokens_used(self, key: APIKey) -> tuple[int, int]:
         """LLM tokens ``key`` used in its current budget window, and when that window ends (unix s)."""
-        start, end = _window(self.clock(), key.budget_window_s or DEFAULT_BUDGET_WINDOW_S)
-        async with single_statements(self.engine) as conn:
-            used = await conn.scalar(
-                select(key_counters.c.count).where(
-                    key_counters.c.key_id == key.key_id,
-                    key_counters.c.kind == TOKENS,
-                    key_counters.c.window_start == start,
-                )
-            )
-        return int(used or 0), end
+        window = self._budget_window(key)
+        return await self.counters.read(key.key_id, TOKENS, window), window.end
 
     async def add_tokens(self, key: APIKey, tokens: int) -> int:
         """Count ``tokens`` LLM tokens of ``key`` in its current window; returns the window's total.
@@ -127,22 +207,8 @@ class Limits:
         """
         if key.token_budget is None or tokens <= 0:
             return 0
-        start, end = _window(self.clock(), key.budget_window_s or DEFAULT_BUDGET_WINDOW_S)
-        async with single_statements(self.engine) as conn:
-            total = await conn.scalar(
-                add_to(
-                    self.engine.dialect.name,
-                    key_counters,
-                    {"key_id": key.key_id, "kind": TOKENS, "window_start": start},
-                    {"count": tokens},
-                    values={"window_end": end},
-                )
-            )
-        return int(total or 0)
+        return await self.counters.add(key.key_id, TOKENS, self._budget_window(key), tokens)
 
     async def prune(self, older_than_s: float = 86_400.0) -> int:
         """Delete counters of windows that ended more than ``older_than_s`` ago; returns how many."""
-        cutoff = int(self.clock() - older_than_s)
-        async with single_statements(self.engine) as conn:
-            result = await conn.execute(delete(key_counters).where(key_counters.c.window_end < cutoff))
-        return int(result.rowcount or 0)
+        return await self.counters.prune(int(self.clock() - older_than_s))

@@ -24,13 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from identity.delegation import DelegationSigner, is_delegation_token
 from identity.errors import Forbidden, Unauthenticated
 from identity.keys import APIKey
-from identity.limits import Limits
+from identity.limits import Counters, DatabaseCounters, Limits
 from identity.oidc import OIDCVerifier, looks_like_jwt
 from identity.schema import TABLES, platform_secrets
 from identity.scopes import Principal
 from identity.store import Clock, KeyStore
 from identity.usage import UsageLedger
 from identity.verifier import DEFAULT_CACHE_TTL_S, Verifier
+from platform_core.errors import ConfigurationError
 from platform_core.sql import (
     DatabaseURL,
     create_engine,
@@ -88,11 +89,13 @@ class IdentityService:
         cache_clock: Clock = time.monotonic,
         platform_secret: str | None = None,
         oidc: OIDCVerifier | None = None,
+        limits_url: str | None = None,
     ) -> None:
+        """``limits_url``: Redis (``redis://...``) for the per-key counters; default the database."""
         self.url = DatabaseURL.parse(url or default_database_url())
         self.engine: AsyncEngine = create_engine(self.url, pool_size=pool_size)
         self.keys = KeyStore(self.engine, clock=clock)
-        self.limits = Limits(self.engine, clock=clock)
+        self.limits = Limits(_counters(limits_url, self.engine, clock), clock=clock)
         self.usage = UsageLedger(self.engine, clock=clock)
         self.verifier = Verifier(self.keys, cache_ttl_s=cache_ttl_s, clock=cache_clock)
         self.clock = clock
@@ -138,6 +141,7 @@ class IdentityService:
     async def aclose(self) -> None:
         """Close this process's connections."""
         self._opened = False
+        await self.limits.counters.aclose()
         await self.engine.dispose()
 
     async def __aenter__(self) -> "IdentityService":
@@ -206,6 +210,20 @@ class IdentityService:
         await self.usage.record(
             caller.principal, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
+
+
+def _counters(limits_url: str | None, engine: AsyncEngine, clock: Clock) -> Counters:
+    """The store of the per-key counters: Redis at ``limits_url``, else the platform database."""
+    if not limits_url:
+        return DatabaseCounters(engine)
+    if not limits_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            "LIMITS_URL must be a Redis URL (redis://host:6379/0, rediss://... or unix://...); "
+            "leave it unset to count in the platform database"
+        )
+    from identity.redis_limits import RedisCounters
+
+    return RedisCounters(limits_url, clock=clock)
 
 
 def _without_budget(key: APIKey) -> APIKey:

@@ -90,6 +90,12 @@ class PlatformSettings(BaseSettings):
         "`platform-keys`): `on`, `off`, or `auto` = on when the Serve proxy listens beyond loopback "
         "(`http_options.host`), off on 127.0.0.1 (said in each replica's start-up log).",
     )
+    limits_url: SecretStr | None = Field(
+        default=None,
+        description="Where the per-key request and token counters live, shared by every replica: a Redis "
+        "URL (`redis://host:6379/0`), which takes a write per request off the database; default: the "
+        "platform database. Unreachable, requests get 503 `storage_unavailable` (limits never fail open).",
+    )
     platform_secret: SecretStr | None = Field(
         default=None,
         description="The key (32+ bytes) that signs the platform's internal delegated calls; default: "

@@ -112,7 +112,7 @@ HTTP_ERROR_CODES: dict[HTTPErrorCode, tuple[int | None, str]] = {
     "request_too_large": (413, "the body is over 256 KiB"),
     "thread_not_found": (404, "`GET`/`DELETE /threads/{id}` of a thread the agent does not hold"),
     "thread_busy": (409, "the thread has a run in progress; send the next message when it has finished"),
-    "storage_unavailable": (503, "the conversation store is unavailable; try again later"),
+    "storage_unavailable": (503, "a platform store (conversations, limits) is unavailable; try again later"),
     "unauthenticated": (
         401,
         "no credential, or a malformed, unknown, revoked or expired one (with `WWW-Authenticate: Bearer`)",

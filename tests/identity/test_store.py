@@ -3,6 +3,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +18,8 @@ from tests.support.persistence import database_fixtures
 
 postgres_url, database_url = database_fixtures()
 
+COUNTER_STORES = ["sqlite", "postgresql", "redis"]
+
 
 @pytest.fixture
 def clock() -> FakeClock:
@@ -29,6 +32,26 @@ async def replicas(
 ) -> AsyncIterator[tuple[IdentityService, IdentityService]]:
     one, two = service(database_url, clock), service(database_url, clock)
     await asyncio.gather(one.open(), two.open())  # starting together: the schema is made once
+    try:
+        yield one, two
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+@pytest.fixture(params=COUNTER_STORES)
+async def counting_replicas(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[tuple[IdentityService, IdentityService]]:
+    """Two replicas whose limit counters live in the platform database (each backend) or in Redis."""
+    if request.param == "redis":
+        url, limits_url = f"sqlite:///{tmp_path / 'agents.db'}", request.getfixturevalue("redis_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'agents.db'}" if request.param == "sqlite" else None
+        url, limits_url = url or request.getfixturevalue("postgres_url"), None
+    one = service(url, clock, limits_url=limits_url)
+    two = service(url, clock, limits_url=limits_url)
+    await asyncio.gather(one.open(), two.open())
     try:
         yield one, two
     finally:
@@ -139,9 +162,9 @@ async def test_a_flood_of_made_up_key_ids_keeps_the_cache_bounded(
 
 
 async def test_requests_per_minute_are_shared_by_the_replicas(
-    replicas: tuple[IdentityService, IdentityService], clock: FakeClock
+    counting_replicas: tuple[IdentityService, IdentityService], clock: FakeClock
 ) -> None:
-    one, two = replicas
+    one, two = counting_replicas
     key, _ = await one.keys.create(unique("frank"), ["llm"], rpm=4)
     clock.now += 15
     decisions = await asyncio.gather(
@@ -157,9 +180,9 @@ async def test_requests_per_minute_are_shared_by_the_replicas(
 
 
 async def test_a_token_budget_is_shared_by_the_replicas_and_renews_each_window(
-    replicas: tuple[IdentityService, IdentityService], clock: FakeClock
+    counting_replicas: tuple[IdentityService, IdentityService], clock: FakeClock
 ) -> None:
-    one, two = replicas
+    one, two = counting_replicas
     key, _ = await one.keys.create(unique("grace"), ["llm"], token_budget=1000, budget_window_s=3600)
     assert (await one.limits.check(key)).tokens_left == 1000
     await asyncio.gather(one.limits.add_tokens(key, 400), two.limits.add_tokens(key, 500))
@@ -176,9 +199,9 @@ async def test_a_token_budget_is_shared_by_the_replicas_and_renews_each_window(
 
 
 async def test_a_request_refused_for_its_budget_is_not_counted_against_its_rate(
-    replicas: tuple[IdentityService, IdentityService], clock: FakeClock
+    counting_replicas: tuple[IdentityService, IdentityService], clock: FakeClock
 ) -> None:
-    one, _ = replicas
+    one, _ = counting_replicas
     key, _ = await one.keys.create(unique("heidi"), ["llm"], rpm=1, token_budget=10)
     await one.limits.add_tokens(key, 10)
     assert (await one.limits.check(key)).outcome == "budget_exceeded"

@@ -23,6 +23,10 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-def service(url: str, clock: FakeClock, *, cache_ttl_s: float = 2.0) -> IdentityService:
+def service(
+    url: str, clock: FakeClock, *, cache_ttl_s: float = 2.0, limits_url: str | None = None
+) -> IdentityService:
     """An identity service (one replica's worth) whose every clock is ``clock``."""
-    return IdentityService(url, cache_ttl_s=cache_ttl_s, clock=clock, cache_clock=clock)
+    return IdentityService(
+        url, cache_ttl_s=cache_ttl_s, clock=clock, cache_clock=clock, limits_url=limits_url
+    )
