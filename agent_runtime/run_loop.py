@@ -19,7 +19,7 @@ import abc
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -29,7 +29,7 @@ from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
 from agent_runtime.tools.sources import ToolSource
 from agent_runtime.translation import EventTranslator
 from identity.delegation import acting_for
-from protocols.events import ChatEvent, Done, Error, Metadata, Token
+from protocols.events import ChatEvent, Done, Error, Metadata, PriorTurn, Token
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,17 @@ class QueuedAgentRunner(BaseAgentRunner):
         )
 
     @abc.abstractmethod
-    async def produce(self, user_request: str, thread_id: str, ledger: EventTranslator, emit: Emit) -> None:
+    async def produce(
+        self,
+        user_request: str,
+        thread_id: str,
+        ledger: EventTranslator,
+        emit: Emit,
+        history: Sequence[PriorTurn] = (),
+    ) -> None:
         """Run the agent on ``user_request`` in ``thread_id``: ``emit`` its events as they happen.
+
+        ``history``: the client's earlier turns, before ``user_request`` (a new thread only).
 
         ``ledger`` keeps what ``done`` reports (the answer, the usage). An exception ends the run; it
         becomes the run's ``error`` event through :meth:`error_event`.
@@ -116,6 +125,7 @@ class QueuedAgentRunner(BaseAgentRunner):
         *,
         abort: asyncio.Event | None = None,
         delegation: str | None = None,
+        history: Sequence[PriorTurn] = (),
     ) -> AsyncIterator[ChatEvent]:
         """One run as events: ``metadata``, then tokens / tool calls / tool results, ``error``?, ``done``.
 
@@ -128,7 +138,7 @@ class QueuedAgentRunner(BaseAgentRunner):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         with acting_for(delegation):  # the task copies the context as it is now
             producer = asyncio.create_task(
-                self._feed(user_request, thread_id, ledger, queue), name=f"agent-run-{run_id}"
+                self._feed(user_request, thread_id, ledger, queue, history), name=f"agent-run-{run_id}"
             )
         watcher = asyncio.create_task(_put_when_set(abort, queue, _ABORTED)) if abort is not None else None
         error: Error | None = None
@@ -156,10 +166,15 @@ class QueuedAgentRunner(BaseAgentRunner):
         yield Done(thread_id=thread_id, answer=ledger.final_answer(), usage=ledger.usage)
 
     async def _feed(
-        self, user_request: str, thread_id: str, ledger: EventTranslator, queue: asyncio.Queue[Any]
+        self,
+        user_request: str,
+        thread_id: str,
+        ledger: EventTranslator,
+        queue: asyncio.Queue[Any],
+        history: Sequence[PriorTurn],
     ) -> None:
         try:
-            await self.produce(user_request, thread_id, ledger, queue.put_nowait)
+            await self.produce(user_request, thread_id, ledger, queue.put_nowait, history)
         except Exception as exc:
             event = self.error_event(exc, ledger)
             if event.code == "internal":

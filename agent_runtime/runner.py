@@ -12,7 +12,14 @@ import logging
 from collections.abc import Sequence
 
 from langchain.agents.middleware.types import InputAgentState
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -27,7 +34,7 @@ from agent_runtime.state.database import Database
 from agent_runtime.state.threads import read_thread
 from agent_runtime.tools.sources import ToolSource
 from agent_runtime.translation import EventTranslator
-from protocols.events import Error
+from protocols.events import Error, PriorTurn
 from protocols.threads import ThreadView
 
 logger = logging.getLogger(__name__)
@@ -50,6 +57,15 @@ def dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[ToolCall]:
         elif isinstance(message, HumanMessage):
             return []
     return []
+
+
+def _as_message(turn: PriorTurn) -> AIMessage | HumanMessage | SystemMessage:
+    """A client's earlier turn as the LangChain message the graph stores."""
+    if turn.role == "assistant":
+        return AIMessage(turn.content)
+    if turn.role == "system":
+        return SystemMessage(turn.content)
+    return HumanMessage(turn.content)
 
 
 class AgentRunner(QueuedAgentRunner):
@@ -100,7 +116,14 @@ class AgentRunner(QueuedAgentRunner):
         """Compile the graph once ready, so the first request does not pay for it."""
         await self._compiled_agent()
 
-    async def produce(self, user_request: str, thread_id: str, ledger: EventTranslator, emit: Emit) -> None:
+    async def produce(
+        self,
+        user_request: str,
+        thread_id: str,
+        ledger: EventTranslator,
+        emit: Emit,
+        history: Sequence[PriorTurn] = (),
+    ) -> None:
         """The graph's run on the thread (repaired first), its chunks translated into events."""
         agent = await self._compiled_agent()
         config: RunnableConfig = {
@@ -108,7 +131,8 @@ class AgentRunner(QueuedAgentRunner):
             "recursion_limit": recursion_limit(self.max_tool_rounds),
         }
         repairs = await self._repair_thread(agent, config)
-        inputs: InputAgentState = {"messages": [*repairs, HumanMessage(user_request)]}
+        earlier = [_as_message(turn) for turn in history]
+        inputs: InputAgentState = {"messages": [*repairs, *earlier, HumanMessage(user_request)]}
         async for mode, chunk in agent.astream(inputs, config, stream_mode=["messages", "updates"]):
             for event in ledger.translate(mode, chunk):
                 emit(event)

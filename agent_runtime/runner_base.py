@@ -10,7 +10,7 @@ serves behind the same apps unchanged.
 import abc
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -19,7 +19,7 @@ from agent_runtime.state.database import Database, thread_key
 from agent_runtime.tools.sources import SourceStatus
 from platform_core.backoff import Backoff
 from platform_core.errors import describe_error
-from protocols.events import ChatEvent
+from protocols.events import ChatEvent, PriorTurn
 from protocols.threads import ThreadView
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,15 @@ class BaseAgentRunner(abc.ABC):
         *,
         abort: asyncio.Event | None = None,
         delegation: str | None = None,
+        history: Sequence[PriorTurn] = (),
     ) -> AsyncIterator[ChatEvent]:
         """One run as events: ``metadata`` first, ``done`` last, always; a failure is one ``error`` before it.
 
         Setting ``abort`` stops the run with a ``thread_claim_lost`` error (its thread lease was lost);
         closing the iterator (the client went away) cancels the run. ``delegation``: the token the
         run's calls to the platform carry (:mod:`identity.delegation`; None while auth is off).
+        ``history``: earlier turns the client kept, for a new thread (the agent sees them before
+        ``user_request``, and they are stored with the thread).
         """
 
     @abc.abstractmethod

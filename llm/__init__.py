@@ -5,9 +5,8 @@ configuration only; the builder is ``llm.app:build_app`` (import it from there: 
 
 - :mod:`llm.app`: the builder and the backend choice (``auto``: vllm, upstream or scripted);
 - :mod:`llm.config`: :class:`LLMAppArgs`, the builder args of every backend;
-- :mod:`llm.errors`: errors in the OpenAI shape (:class:`~llm.errors.OpenAIError`);
 - :mod:`llm.upstream`, :mod:`llm.vllm_backend` (with :mod:`llm.vllm_ingress` and :mod:`llm.vllm_health`),
-  :mod:`llm.scripted`: the backends.
+  :mod:`llm.scripted`: the backends (their errors in the OpenAI shape: :mod:`platform_core.openai_errors`).
 """
 
 from llm.config import BACKENDS, Backend, LLMAppArgs

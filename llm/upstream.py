@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
 from llm.access import guard_llm_app
-from llm.errors import OpenAIError, install_error_handlers, read_json_object
 from platform_core.api_errors import decode_json
 from platform_core.config_version import with_config_version
+from platform_core.openai_errors import OpenAIError, install_error_handlers, read_json_object
 from platform_core.settings import get_settings
 
 logger = logging.getLogger(__name__)

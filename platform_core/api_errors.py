@@ -4,7 +4,7 @@ Routes ``raise APIError(409, "thread_busy", "...")`` and return only results; th
 :func:`install_api_error_handlers` adds renders ``{"error": {"code": ..., "message": ...}}`` with the
 status (and any headers, e.g. ``Retry-After``). Starlette's own 404/405 and FastAPI's request validation
 errors get the same body, so a client parses one error shape from every route. (The ``/llm`` app answers
-in the OpenAI shape instead: :mod:`llm.errors`.)
+in the OpenAI shape instead: :mod:`platform_core.openai_errors`.)
 """
 
 import json
@@ -110,7 +110,7 @@ def validation_message(exc: ValidationError | RequestValidationError) -> str:
 
 
 class RenderedError(Protocol):
-    """An exception that knows its HTTP answer (:class:`APIError`, ``llm.errors.OpenAIError``)."""
+    """An exception that knows its HTTP answer (:class:`APIError`, ``openai_errors.OpenAIError``)."""
 
     def response(self) -> JSONResponse:
         """The error as a response."""

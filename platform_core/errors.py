@@ -24,7 +24,7 @@ the platform's failures apart from library and programming errors::
      ├── ChatClientError          a call of the ``/chat`` client failed (protocols.chat_client)
      │    ├── ChatRequestError        the agent answered an HTTP error before any stream
      │    └── ChatStreamError         the exchange broke (unreachable, cut, off-contract frame)
-     └── OpenAIError              an error of the ``/llm`` app in the OpenAI shape (llm.errors)
+     └── OpenAIError              an error in the OpenAI shape (/llm, /openai: platform_core.openai_errors)
 
 MCP transports (anyio task groups) wrap the real cause in nested ``ExceptionGroup``s; the leaf is what
 a person or a model needs to see ("ConnectError: All connection attempts failed"): :func:`describe_error`.

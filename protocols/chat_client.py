@@ -34,7 +34,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -47,6 +47,7 @@ from protocols.events import (
     Done,
     Error,
     Metadata,
+    PriorTurn,
     ToolCall,
     ToolResult,
     Usage,
@@ -263,12 +264,18 @@ class ChatClient:
     # --- /chat ---------------------------------------------------------------------------------------
 
     async def stream(
-        self, user_request: str, thread_id: str | None = None, *, token: str | None = None
+        self,
+        user_request: str,
+        thread_id: str | None = None,
+        *,
+        token: str | None = None,
+        history: Sequence[PriorTurn] = (),
     ) -> AsyncGenerator[ChatEvent, None]:
         """The run's events as they arrive, ``metadata`` first and ``done`` last (then it stops).
 
         ``token``: the bearer token of this call (else the client's default); ``ValueError`` when it
-        cannot be sent (see :func:`bearer_header`).
+        cannot be sent (see :func:`bearer_header`). ``history``: earlier turns of a conversation the
+        caller kept, for a new thread (no ``thread_id``).
 
         Raises :class:`ChatRequestError` when the agent refuses the request before any stream starts
         (4xx/5xx), :class:`ChatStreamError` when the exchange fails on the way (also when the body ends
@@ -279,6 +286,8 @@ class ChatClient:
         body: dict[str, Any] = {"user_request": user_request}
         if thread_id:
             body["thread_id"] = thread_id
+        if history:
+            body["history"] = [turn.model_dump() for turn in history]
         headers = {**self._call_headers(token), "Accept": "text/event-stream"}
         secrets = self._secrets(token)
         try:
@@ -302,10 +311,15 @@ class ChatClient:
         raise ChatStreamError("stream_interrupted", f"the stream from {url} ended without `done`")
 
     async def send(
-        self, user_request: str, thread_id: str | None = None, *, token: str | None = None
+        self,
+        user_request: str,
+        thread_id: str | None = None,
+        *,
+        token: str | None = None,
+        history: Sequence[PriorTurn] = (),
     ) -> ChatResult:
-        """Run one request to its end and collect it; takes ``token`` and raises as :meth:`stream` does."""
-        events = [event async for event in self.stream(user_request, thread_id, token=token)]
+        """Run one request to its end and collect it; takes the arguments and raises as :meth:`stream`."""
+        events = [event async for event in self.stream(user_request, thread_id, token=token, history=history)]
         return ChatResult.from_events(events)
 
     # --- the thread API, /health ---------------------------------------------------------------------

@@ -131,6 +131,23 @@ HTTP_ERROR_CODES: dict[HTTPErrorCode, tuple[int | None, str]] = {
 from it."""
 
 
+# --- the request -------------------------------------------------------------------------------------
+
+MAX_PRIOR_TURNS = 200
+
+
+class PriorTurn(BaseModel):
+    """One earlier turn a client brings to a new thread (``POST /chat`` ``history``).
+
+    A client that keeps the conversation itself (an OpenAI-style client sends every message each time)
+    starts a thread with its earlier turns: the agent sees them before ``user_request``, as if it had
+    had that conversation. ``system`` turns are the client's instructions, kept beside the agent's own.
+    """
+
+    role: Literal["user", "assistant", "system"] = Field(description="who said it")
+    content: str = Field(max_length=64_000, description="what was said, as text")
+
+
 # --- events -------------------------------------------------------------------------------------------
 
 

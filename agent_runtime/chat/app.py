@@ -32,7 +32,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ray import serve
 from ray.serve import Application
 from sse_starlette import EventSourceResponse
@@ -69,7 +69,14 @@ from platform_core.deployment import (
 )
 from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
-from protocols.events import THREAD_ID_PATTERN, ToolCall, encode_sse, is_valid_thread_id
+from protocols.events import (
+    MAX_PRIOR_TURNS,
+    THREAD_ID_PATTERN,
+    PriorTurn,
+    ToolCall,
+    encode_sse,
+    is_valid_thread_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +98,25 @@ class ChatRequest(BaseModel):
         description="Continue this conversation; absent or null starts a new one.",
     )
 
+    history: list[PriorTurn] = Field(
+        default_factory=list,
+        max_length=MAX_PRIOR_TURNS,
+        description="Earlier turns of a conversation the client kept itself; starts a new thread with "
+        "them (only without thread_id).",
+    )
+
     @field_validator("user_request")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("user_request is blank")
         return value
+
+    @model_validator(mode="after")
+    def _history_starts_a_thread(self) -> "ChatRequest":
+        if self.history and self.thread_id is not None:
+            raise ValueError("history starts a new thread: send it without thread_id")
+        return self
 
 
 class ChatAgentArgs(AgentRuntimeArgs, ServeDeploymentArgs):
@@ -214,7 +234,12 @@ class _ChatRoutes:
             tool_calls = 0
             try:
                 events = runner.stream(
-                    parsed.user_request, thread_id, run_id, abort=lease.lost, delegation=delegation
+                    parsed.user_request,
+                    thread_id,
+                    run_id,
+                    abort=lease.lost,
+                    delegation=delegation,
+                    history=parsed.history,
                 )
                 async for event in events:
                     tool_calls += isinstance(event, ToolCall)

@@ -23,7 +23,7 @@ platform's tool-round limit and malformed-call policy. MAF is imported only when
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent_runtime.maf.threads import thread_view
@@ -38,7 +38,7 @@ from agent_runtime.tools.sources import ToolSource
 from agent_runtime.translation import EventTranslator
 from identity.delegation import platform_auth
 from platform_core.errors import ConfigurationError, describe_error
-from protocols.events import Error
+from protocols.events import Error, PriorTurn
 from protocols.threads import ThreadView
 
 if TYPE_CHECKING:
@@ -108,13 +108,25 @@ class MAFAgentRunner(QueuedAgentRunner):
         await asyncio.gather(*(tool.close() for tool in tools), return_exceptions=True)
         await super().aclose()
 
-    async def produce(self, user_request: str, thread_id: str, ledger: EventTranslator, emit: Emit) -> None:
+    async def produce(
+        self,
+        user_request: str,
+        thread_id: str,
+        ledger: EventTranslator,
+        emit: Emit,
+        history: Sequence[PriorTurn] = (),
+    ) -> None:
         """The MAF agent's run on the thread's session; the session is stored once the run finished."""
+        from agent_framework import Message
+
         agent = await self._maf_agent()
         key = self.thread_key(thread_id)
         session = await self._session(agent, key)
         updates = UpdateTranslator(ledger, tool_names=self._tool_names, max_tool_rounds=self.max_tool_rounds)
-        async with agent.run(user_request, stream=True, session=session) as stream:
+        messages = [Message(turn.role, [turn.content]) for turn in history] + [
+            Message("user", [user_request])
+        ]
+        async with agent.run(messages, stream=True, session=session) as stream:
             async for update in stream:
                 for event in updates.translate(update):
                     emit(event)

@@ -1,8 +1,9 @@
 """The scripted model's OpenAI-compatible HTTP API: ``/v1/models``, ``/v1/chat/completions``, ``/health``.
 
-Errors use the OpenAI shape (:mod:`llm.errors`): 400 for invalid JSON and invalid requests (missing
-``messages``, unknown role, malformed tools, a ``tool_choice`` naming no offered tool), 404 for an
-unknown model or route, 422 for valid requests this model cannot honour (``n`` > 1, structured output).
+Errors use the OpenAI shape (:mod:`platform_core.openai_errors`): 400 for invalid JSON and invalid
+requests (missing ``messages``, unknown role, malformed tools, a ``tool_choice`` naming no offered
+tool), 404 for an unknown model or route, 422 for valid requests this model cannot honour (``n`` > 1,
+structured output).
 """
 
 import asyncio
@@ -16,10 +17,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from llm.config import SCRIPTED_MODEL_ID
-from llm.errors import OpenAIError, install_error_handlers, read_json_object, validation_error
 from llm.scripted.completion import completion_body, completion_chunks, generate_reply
 from llm.scripted.protocol import ChatCompletionRequest
 from platform_core.config_version import with_config_version
+from platform_core.openai_errors import (
+    OpenAIError,
+    install_error_handlers,
+    read_json_object,
+    validation_error,
+)
 
 
 def _model_card(model_id: str, created: int) -> dict[str, Any]:

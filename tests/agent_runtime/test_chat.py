@@ -362,6 +362,14 @@ async def test_client_disconnect_stops_the_run(make_chat, llm) -> None:
         (b'{"user_request": 42}', 422, "invalid_request"),
         (b'{"user_request": "hi", "thread_id": "../etc"}', 422, "invalid_request"),
         (b'{"user_request": "hi", "thread_id": 7}', 422, "invalid_request"),
+        # history starts a thread; it cannot be added to one that exists
+        (
+            b'{"user_request": "hi", "thread_id": "t1", "history": [{"role": "user", "content": "a"}]}',
+            422,
+            "invalid_request",
+        ),
+        (b'{"user_request": "hi", "history": [{"role": "tool", "content": "a"}]}', 422, "invalid_request"),
+        (b'{"user_request": "hi", "history": "a"}', 422, "invalid_request"),
         (('{"user_request": "' + "x" * (MAX_USER_REQUEST_CHARS + 1) + '"}').encode(), 422, "invalid_request"),
         (b'{"user_request": "' + b"x" * 300_000 + b'"}', 413, "request_too_large"),
     ],

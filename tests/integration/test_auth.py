@@ -312,6 +312,20 @@ def test_a_revoked_key_stops_within_five_seconds(auth_stack: AuthStack) -> None:
     assert status == 401
 
 
+def test_requests_over_a_keys_rate_get_429_with_retry_after(auth_stack: AuthStack) -> None:
+    models = auth_stack.url("/llm/v1/models")
+    for attempt in range(2):  # the three calls of one attempt may straddle a minute's end: once more
+        key = auth_stack.create_key(f"rpm-{attempt}", "llm", rpm=2)
+        minute = int(time.time() // 60)
+        statuses = [httpx.get(models, headers=bearer(key), timeout=30) for _ in range(3)]
+        if int(time.time() // 60) == minute:
+            break
+    assert [r.status_code for r in statuses] == [200, 200, 429], [r.text for r in statuses]
+    refused = statuses[-1]
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
 def test_a_budget_spent_mid_run_ends_it_with_budget_exceeded(auth_stack: AuthStack) -> None:
     # A budget the first model call of a run spends: the run's next call is refused.
     key = auth_stack.create_key("small-budget", "agent:weather", token_budget=20)

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm.errors import MAX_REQUEST_BYTES
 from llm.scripted.protocol import ChatCompletionRequest
 from llm.scripted.server import create_app as create_scripted
 from llm.upstream import UpstreamTarget
 from llm.upstream import create_app as create_upstream
+from platform_core.openai_errors import MAX_REQUEST_BYTES
 from tests.support.fuzz import (
     InProcessApp,
     Reply,

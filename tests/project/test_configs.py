@@ -34,11 +34,12 @@ ROUTES = {
     "a2a_research": "/a2a-research",
     "a2a_travel": "/a2a-travel",
     "a2a_packing": "/a2a-packing",
+    "openai": "/openai",
     "ui": "/ui",
 }
-MULTI_APPS = set(
-    ROUTES
-)  # the nine services of the reference design, the packing agent and its A2A face, the UI
+# the nine services of the reference design, the packing agent and its A2A face, the agents as OpenAI
+# models, the UI
+MULTI_APPS = set(ROUTES)
 
 
 def load(name: str) -> dict:

@@ -1,12 +1,13 @@
-"""OpenAI-style error responses and request parsing, shared by the scripted model and the upstream proxy.
+"""OpenAI-style error responses and request parsing: the ``/llm`` backends and the ``/openai`` agents app.
 
 OpenAI clients (``openai``, ``langchain-openai``) read ``{"error": {"message", "type", "param", "code"}}``
 and map the HTTP status to an exception class (400 ``BadRequestError``, 404 ``NotFoundError``, 422
-``UnprocessableEntityError``, 5xx ``InternalServerError``). Every error this package answers has that
-shape, including FastAPI's own 404/405 and validation errors.
+``UnprocessableEntityError``, 5xx ``InternalServerError``). Every error of an app that installs these
+handlers has that shape, including FastAPI's own 404/405 and validation errors.
 """
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,6 +53,7 @@ class OpenAIError(PlatformError):
         type: str | None = None,
         param: str | None = None,
         code: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -59,6 +61,7 @@ class OpenAIError(PlatformError):
         self.type = type or _TYPE_BY_STATUS.get(status_code, "server_error")
         self.param = param
         self.code = code
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error body, ``{"error": {message, type, param, code}}``."""
@@ -66,7 +69,7 @@ class OpenAIError(PlatformError):
 
     def response(self) -> JSONResponse:
         """The error as a JSON response with its status (for code that cannot raise, e.g. a stream)."""
-        return JSONResponse(self.body(), status_code=self.status_code)
+        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers or None)
 
     def sse_frame(self) -> bytes:
         """The error as one SSE frame, for failures after a stream has started (the status is sent)."""
