@@ -159,6 +159,16 @@ def test_a_key_reaches_only_its_scopes(auth_stack: AuthStack) -> None:
     assert response.status_code == 200 and isinstance(events[-1], Done) and "Paris" in events[-1].answer
     assert not [e for e in events if isinstance(e, Error)], events
 
+    # The agents as OpenAI models: the same key, the same scopes.
+    client = openai.OpenAI(base_url=auth_stack.url("/openai/v1"), api_key=weather, max_retries=0, timeout=300)
+    assert [model.id for model in client.models.list()] == ["weather"]
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="research", messages=[{"role": "user", "content": "Lisbon?"}])
+    answer = client.chat.completions.create(model="weather", messages=[{"role": "user", "content": "Paris?"}])
+    assert "Paris" in (answer.choices[0].message.content or "")
+    anonymous = httpx.get(auth_stack.url("/openai/v1/models"), timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthenticated"
+
 
 def test_travel_only_key_runs_the_whole_flow_and_pays_for_every_hop(auth_stack: AuthStack) -> None:
     travel = auth_stack.create_key("traveller", "agent:travel")
@@ -346,3 +356,7 @@ def test_a_budget_spent_mid_run_ends_it_with_budget_exceeded(auth_stack: AuthSta
     )
     assert again.status_code == 429 and again.json()["error"]["code"] == "budget_exceeded"
     assert int(again.headers["retry-after"]) >= 1
+    client = openai.OpenAI(base_url=auth_stack.url("/openai/v1"), api_key=key, max_retries=0, timeout=60)
+    with pytest.raises(openai.RateLimitError) as spent:
+        client.chat.completions.create(model="weather", messages=[{"role": "user", "content": "Rome?"}])
+    assert spent.value.code == "budget_exceeded" and int(spent.value.response.headers["retry-after"]) >= 1
