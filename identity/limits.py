@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.errors import BudgetExceeded, RateLimited
@@ -114,32 +114,35 @@ class DatabaseCounters:
 
     async def add_below(self, key_id: str, kind: str, window: Window, limit: int) -> bool:
         """One guarded upsert: the count's row is added to only while below ``limit``."""
-        async with single_statements(self.engine) as conn:
-            counted = await conn.execute(
-                add_to(
-                    self.engine.dialect.name,
-                    key_counters,
-                    {"key_id": key_id, "kind": kind, "window_start": window.start},
-                    {"count": 1},
-                    values={"window_end": window.end},
-                    only_if=key_counters.c.count < limit,
-                )
-            )
-            return counted.first() is not None  # no row: the count is at the limit already
+        return await self._upsert(key_id, kind, window, 1, only_if=key_counters.c.count < limit) is not None
 
     async def add(self, key_id: str, kind: str, window: Window, amount: int) -> int:
         """One upsert that returns the new count."""
+        return await self._upsert(key_id, kind, window, amount) or 0
+
+    async def _upsert(
+        self,
+        key_id: str,
+        kind: str,
+        window: Window,
+        amount: int,
+        *,
+        only_if: ColumnElement[bool] | None = None,
+    ) -> int | None:
+        """The count after adding ``amount``; None when ``only_if`` held the row back."""
         async with single_statements(self.engine) as conn:
-            total = await conn.scalar(
+            result = await conn.execute(
                 add_to(
                     self.engine.dialect.name,
                     key_counters,
                     {"key_id": key_id, "kind": kind, "window_start": window.start},
                     {"count": amount},
                     values={"window_end": window.end},
+                    only_if=only_if,
                 )
             )
-        return int(total or 0)
+            row = result.first()
+        return None if row is None else int(row[0])
 
     async def read(self, key_id: str, kind: str, window: Window) -> int:
         """The count's row (0 when there is none)."""
