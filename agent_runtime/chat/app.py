@@ -28,7 +28,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -141,6 +141,14 @@ async def parse_chat_request(request: Request) -> ChatRequest:
         return ChatRequest.model_validate(payload, strict=False)
     except ValidationError as exc:
         raise APIError(422, "invalid_request", validation_message(exc)) from None
+
+
+def _is_day(value: str) -> bool:
+    """Whether ``value`` is a calendar day written ``YYYY-MM-DD`` (the usage rows' ``day``)."""
+    try:
+        return len(value) == 10 and date.fromisoformat(value).isoformat() == value
+    except ValueError:
+        return False
 
 
 def _thread_busy(thread_id: str) -> APIError:
@@ -303,6 +311,8 @@ class _ChatRoutes:
         if not (await self.gate.open()).enabled:
             raise APIError(404, "not_found", "usage is recorded only while auth is on")
         await self.gate.identify(request.headers, ADMIN, check_budget=False)
+        if since is not None and not _is_day(since):
+            raise APIError(422, "invalid_request", "since: expected a day as YYYY-MM-DD")
         identity = self.gate.identity
         principal_id = None
         if key is not None:

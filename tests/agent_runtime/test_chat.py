@@ -3,6 +3,7 @@
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,9 @@ from agent_runtime.llm_client import LLMClient
 from agent_runtime.runner import AgentRunner
 from agent_runtime.spec import AgentSpec
 from agent_runtime.tools.mcp import MCPServers
+from identity.delegation import install_signer
+from identity.gate import AuthGate
+from identity.service import IdentityService
 from protocols.events import (
     ChatEvent,
     Done,
@@ -55,11 +59,17 @@ def make_chat(llm: tuple[PlaybookLLM, ServerThread], mcp_url: str) -> Iterator[C
     """Serve a chat app over the test MCP server; returns its base URL."""
     servers: list[ServerThread] = []
 
-    def make(*, llm_url: str | None = None, tools: MCPServers | None = None, **runner_kwargs: Any) -> str:
+    def make(
+        *,
+        llm_url: str | None = None,
+        tools: MCPServers | None = None,
+        gate: AuthGate | None = None,
+        **runner_kwargs: Any,
+    ) -> str:
         llm_client = LLMClient(llm_url or f"{llm[1].url}/v1", discovery_timeout_s=1.0)
         spec = AgentSpec(name="tester", system_prompt="You test things.", tools=MCPServers({"test": mcp_url}))
         runner = AgentRunner(spec, llm=llm_client, tools=tools, **runner_kwargs)
-        server = ServerThread(create_chat_app(runner, ping_s=0.5)).start()
+        server = ServerThread(create_chat_app(runner, ping_s=0.5, gate=gate)).start()
         servers.append(server)
         return server.url
 
@@ -383,3 +393,33 @@ async def test_bad_requests_get_json_errors(make_chat, body: bytes, status: int,
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert error["code"] == code and error["message"]
+
+
+async def test_usage_is_for_admin_keys_and_only_while_auth_is_on(make_chat, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        assert (await client.get(f"{make_chat()}/usage")).status_code == 404  # auth off: nothing recorded
+    url = f"sqlite:///{tmp_path / 'agents.db'}"
+    identity = IdentityService(url)  # this loop's; the app opens its own in its server's loop
+    await identity.open()
+    try:
+        _, admin = await identity.keys.create("usage-admin", ["admin"])
+        user, token = await identity.keys.create("usage-user", ["agent:tester"])
+        await identity.usage.record(user.principal, runs=2, tool_calls=1)
+        base = make_chat(gate=AuthGate(enabled=True, identity=IdentityService(url)))
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            assert (await client.get(f"{base}/usage")).status_code == 401
+            refused = await client.get(f"{base}/usage", headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 403
+            rows = (await client.get(f"{base}/usage?key=usage-user", headers=as_admin)).json()["usage"]
+            assert [(r["principal_name"], r["runs"], r["tool_calls"]) for r in rows] == [("usage-user", 2, 1)]
+            later = await client.get(f"{base}/usage?since=2999-01-01", headers=as_admin)
+            assert later.json() == {"usage": []}
+            for bad in ("yesterday", "2026-1-5", "2026-02-30"):
+                answer = await client.get(f"{base}/usage?since={bad}", headers=as_admin)
+                assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_request", bad
+            missing = await client.get(f"{base}/usage?key=nobody", headers=as_admin)
+            assert missing.status_code == 404
+    finally:
+        await identity.aclose()
+        install_signer(None)  # the app's gate installed its signer process-wide
