@@ -164,7 +164,9 @@ def test_a_key_reaches_only_its_scopes(auth_stack: AuthStack) -> None:
     assert [model.id for model in client.models.list()] == ["weather"]
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="research", messages=[{"role": "user", "content": "Lisbon?"}])
-    answer = client.chat.completions.create(model="weather", messages=[{"role": "user", "content": "Paris?"}])
+    answer = client.chat.completions.create(
+        model="weather", messages=[{"role": "user", "content": "Weather in Paris?"}]
+    )
     assert "Paris" in (answer.choices[0].message.content or "")
     anonymous = httpx.get(auth_stack.url("/openai/v1/models"), timeout=30)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthenticated"
