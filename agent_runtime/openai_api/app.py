@@ -48,7 +48,7 @@ from platform_core.openai_errors import (
 )
 from platform_core.settings import get_settings
 from protocols.chat_client import ChatClient, ChatClientError, ChatRequestError
-from protocols.events import ChatEvent, Error, is_valid_thread_id
+from protocols.events import ChatEvent, is_valid_thread_id
 
 logger = logging.getLogger(__name__)
 
@@ -160,15 +160,17 @@ class _Routes:
         except ChatRequestError as exc:
             await events.aclose()
             raise _agent_refused(exc) from None
-        except (ChatClientError, ValueError) as exc:
+        except ChatClientError as exc:
             await events.aclose()
-            if isinstance(exc, ValueError):
-                raise OpenAIError(401, "The Authorization header is not a usable bearer token.") from None
             raise _unreachable(exc) from None
+        except ValueError:  # ChatClient refuses to send a token that cannot be a header value
+            await events.aclose()
+            raise OpenAIError(401, "The Authorization header is not a usable bearer token.") from None
         headers = {THREAD_HEADER: relay.thread_id or ""}
         if not parsed.stream:
             async with aclosing(events):
-                await _collect(events, relay)
+                async for _ in relay.chunks(events):
+                    pass  # a whole completion: the events are only recorded
             return JSONResponse(relay.completion(), headers=headers)
         return StreamingResponse(
             _stream(events, relay, include_usage=parsed.include_usage),
@@ -196,36 +198,15 @@ def _no_such_model(model: str) -> OpenAIError:
     )
 
 
-async def _collect(events: AsyncIterator[ChatEvent], relay: CompletionRelay) -> None:
-    try:
-        async for event in events:
-            relay.take(event)
-    except ChatClientError as exc:  # the stream broke after the run began
-        relay.take(Error(code=_stream_code(exc), message=exc.message))
-
-
 async def _stream(
     events: AsyncGenerator[ChatEvent, None], relay: CompletionRelay, *, include_usage: bool
 ) -> AsyncIterator[bytes]:
     async with aclosing(events):  # the client leaving closes the agent's stream, which stops its run
         yield sse(relay.first_chunk())
-        try:
-            async for event in events:
-                for chunk in relay.take(event):
-                    yield sse(chunk)
-        except ChatClientError as exc:
-            relay.take(Error(code=_stream_code(exc), message=exc.message))
+        async for chunk in relay.chunks(events):
+            yield sse(chunk)
         for frame in relay.closing_frames(include_usage=include_usage):
             yield frame
-
-
-def _stream_code(exc: ChatClientError) -> Any:
-    """The ``error`` code of a broken stream (the client's own codes are in the contract)."""
-    return (
-        exc.code
-        if exc.code in ("agent_unreachable", "stream_interrupted", "bad_event", "timeout")
-        else "internal"
-    )
 
 
 def create_openai_app(

@@ -18,9 +18,11 @@ HTTP error (:func:`run_error`).
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from platform_core.openai_errors import OpenAIError
+from protocols.chat_client import ChatStreamError
 from protocols.events import ChatEvent, Done, Error, Metadata, Token, ToolCall, ToolResult
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -101,6 +103,19 @@ class CompletionRelay:
         elif isinstance(event, Done):
             self.done = event
         return []
+
+    async def chunks(self, events: AsyncIterator[ChatEvent]) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`take` every event of ``events``, yielding its chunks.
+
+        A stream that breaks on the way (:class:`~protocols.chat_client.ChatStreamError`) is recorded as
+        the run's error.
+        """
+        try:
+            async for event in events:
+                for chunk in self.take(event):
+                    yield chunk
+        except ChatStreamError as exc:
+            self.take(Error(code=exc.code, message=exc.message))
 
     def usage(self) -> dict[str, int]:
         """The run's token usage in the OpenAI shape (zeros until ``done``)."""
