@@ -121,6 +121,7 @@ def offline_single(serve_stack: ServeStack) -> ServeStack:
 def offline_multi(serve_stack: ServeStack) -> ServeStack:
     """serve_multi_config.yaml in offline mode, as ``OFFLINE=1 make run-multi``."""
     serve_stack.deploy(serve_stack.local_config("serve_multi_config.yaml", offline=True))
-    for route in ("/weather-agent", "/research-agent", "/travel-agent", "/a2a-weather", "/a2a-research"):
-        serve_stack.wait_ready(route)
+    for agent in ("weather", "research", "packing", "travel"):
+        serve_stack.wait_ready(f"/{agent}-agent")
+        serve_stack.wait_ready(f"/a2a-{agent}")
     return serve_stack

@@ -7,6 +7,10 @@ left out: their examples would make every tool look relevant). Request words bri
 - a tool is dropped when another tool that shares some matched words matches strictly more of the
   request's own words, or the same own words and strictly more related words ("weather alerts" keeps
   the alerts tool, not the forecast tool; "weather this week" keeps forecast tools, not alerts);
+  except where such an extra word is only in the other tool's description and itself brings the
+  dropped tool's words along: "plan a trip" asks for the weather (RELATED), so a packing tool
+  described as "for a trip" does not push out the forecast tool, while "what to pack" does (a
+  "packing" tool is named for it);
 - tools with the same matched words and the same required parameters are *alternatives* (a US-only and
   a worldwide forecast); the policy calls one of them per place, see :func:`scope_preference`;
 - a tool named in a matched tool's description is a follow-up ("Read a result's page with fetch_url").
@@ -119,6 +123,7 @@ class ToolSpec:
     params: list[ParamSpec]
     scope: str | None  # "us" when the description limits it to the US, "world" when it says worldwide
     terms: set[str] = field(default_factory=set)
+    name_terms: set[str] = field(default_factory=set)
 
     @property
     def required(self) -> list[ParamSpec]:
@@ -148,7 +153,14 @@ def tool_spec(tool: ToolDefinition) -> ToolSpec:
     description = function.description or ""
     scope = tool_scope(description, function.name)
     topic = EXAMPLES_PATTERN.sub(" ", description)
-    return ToolSpec(function.name, description, params, scope, set(terms(f"{function.name} {topic}")))
+    return ToolSpec(
+        function.name,
+        description,
+        params,
+        scope,
+        set(terms(f"{function.name} {topic}")),
+        set(terms(function.name)),
+    )
 
 
 def tool_scope(description: str, name: str) -> str | None:
@@ -210,7 +222,20 @@ def _with_follow_ups(matches: list[Match], tools: list[ToolSpec]) -> list[Match]
 def _dominates(a: Match, b: Match) -> bool:
     if not a.all & b.all:
         return False
-    return b.own < a.own or (b.own == a.own and b.all < a.all)
+    if b.own < a.own:
+        return not _brings_along(a, b)
+    return b.own == a.own and b.all < a.all
+
+
+def _brings_along(a: Match, b: Match) -> bool:
+    """Whether a request word that only ``a`` matches asks for ``b`` too (see the module docstring).
+
+    Only a word from ``a``'s description counts: a tool named for the word ("packing" for "pack") is
+    the one the word asks for.
+    """
+    return any(
+        word not in a.tool.name_terms and _RELATED.get(word, set()) & b.all for word in a.own - b.own
+    )
 
 
 def alternatives(matches: list[Match]) -> list[list[ToolSpec]]:

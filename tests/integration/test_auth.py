@@ -32,7 +32,15 @@ from tests.support.stack import POSTGRES_URL, ROOT, ServeStack, postgres_reachab
 # The first test of each database also waits for the whole config to restart (minutes on 2 cores).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
-READY_ROUTES = ("/weather-agent", "/research-agent", "/travel-agent", "/a2a-weather", "/a2a-research")
+READY_ROUTES = (
+    "/weather-agent",
+    "/research-agent",
+    "/travel-agent",
+    "/packing-agent",
+    "/a2a-weather",
+    "/a2a-research",
+    "/a2a-packing",
+)
 TRIP = "Plan a 3-day trip to Lisbon next week."
 PLATFORM_KEYS = Path(sys.executable).with_name("platform-keys")
 
@@ -177,8 +185,11 @@ def test_travel_only_key_runs_the_whole_flow_and_pays_for_every_hop(auth_stack: 
     response, events = chat(auth_stack, "/travel-agent", {"user_request": TRIP}, travel)
     assert response.status_code == 200, response.text
     results = {e.name: e for e in events if isinstance(e, ToolResult)}
-    assert results["a2a_weather"].status == "ok", results
-    assert results["a2a_research"].status == "ok", results
+    assert {name: r.status for name, r in results.items()} == {
+        "a2a_weather": "ok",
+        "a2a_research": "ok",
+        "a2a_packing": "ok",
+    }, results
     assert "Lisbon" in results["a2a_weather"].content
     done = events[-1]
     assert isinstance(done, Done) and "Lisbon" in done.answer
@@ -191,10 +202,10 @@ def test_travel_only_key_runs_the_whole_flow_and_pays_for_every_hop(auth_stack: 
     deadline = time.monotonic() + 10
     while True:
         runs, prompt, completion = auth_stack.usage(f"traveller-{auth_stack.run}")[:3]
-        if (runs == 3 and prompt + completion > own > 0) or time.monotonic() > deadline:
+        if (runs == 4 and prompt + completion > own > 0) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert runs == 3, "one travel run and its two delegated runs"
+    assert runs == 4, "one travel run and its three delegated runs"
     assert prompt + completion > own > 0, f"the delegates' tokens count too: {prompt}+{completion} vs {own}"
 
     # The same rows over HTTP, for admin only.
@@ -203,7 +214,7 @@ def test_travel_only_key_runs_the_whole_flow_and_pays_for_every_hop(auth_stack: 
     admin = auth_stack.create_key("usage-admin", "admin")
     rows = httpx.get(usage, headers=bearer(admin), timeout=30).json()["usage"]
     assert [row["principal_name"] for row in rows] == [f"traveller-{auth_stack.run}"]
-    assert rows[0]["runs"] == 3 and rows[0]["prompt_tokens"] + rows[0]["completion_tokens"] > own
+    assert rows[0]["runs"] == 4 and rows[0]["prompt_tokens"] + rows[0]["completion_tokens"] > own
 
 
 def test_threads_belong_to_their_creator(auth_stack: AuthStack) -> None:

@@ -53,7 +53,7 @@ async def test_the_travel_flow_streams_with_its_delegations(offline_multi: Serve
     assert "Lisbon" in text
     steps = [c.model_extra["agent_event"] for c in chunks if c.model_extra.get("agent_event")]
     results = {s["name"]: s["status"] for s in steps if s["type"] == "tool_result"}
-    assert results.get("a2a_weather") == "ok" and results.get("a2a_research") == "ok", results
+    assert results == {"a2a_weather": "ok", "a2a_research": "ok", "a2a_packing": "ok"}, results
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
 
 

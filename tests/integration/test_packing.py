@@ -6,14 +6,16 @@ Needs the ``/packing-agent`` (``agents.packing:build_app``) and ``/a2a-packing``
 
 import copy
 import json
+import time
 import uuid
 
 import httpx
 import pytest
+import ray
 from a2a.utils.constants import TransportProtocol
 
 from protocols.a2a_client import a2a_execute_text
-from protocols.events import Done, Error, ToolCall, ToolResult
+from protocols.events import Done, Error, SSEParser, ToolCall, ToolResult
 from tests.support.stack import ServeStack, chat
 
 pytestmark = pytest.mark.integration
@@ -77,3 +79,70 @@ def test_a_packing_thread_survives_a_replica_restart(offline_multi: ServeStack) 
     finally:
         stack.deploy({"applications": [original]})
         stack.wait_ready("/packing-agent")
+
+
+def _replica_actors(app_name: str) -> list[str]:
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")
+    ]
+
+
+def _packing_tasks(stack: ServeStack) -> list[dict]:
+    response = httpx.get(f"{stack.base_url}/a2a-packing/tasks", headers={"A2A-Version": "1.0"}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json().get("tasks", [])
+
+
+def _packing_task_in_progress(stack: ServeStack, known: set[str]) -> bool:
+    """Whether a new packing task reports progress: its /chat run is streaming on a replica."""
+    return any(
+        task["id"] not in known and task["status"].get("message", {}).get("metadata", {}).get("event")
+        for task in _packing_tasks(stack)
+    )
+
+
+def test_travel_gives_a_partial_answer_when_the_packing_agent_dies_mid_run(offline_multi: ServeStack) -> None:
+    stack = offline_multi
+    original = copy.deepcopy(stack.apps["packing_agent"])
+    # A slow scripted model of its own keeps the packing run going while its replicas are killed.
+    slow = copy.deepcopy(stack.apps["llm"])
+    slow.update(name="llm_slow_packing", route_prefix="/llm-slow-packing")
+    slow["args"] = {**slow.get("args", {}), "scripted_token_delay_ms": 150}
+    on_slow = copy.deepcopy(original)
+    on_slow["args"] = {**on_slow.get("args", {}), "llm_base_url": f"{stack.base_url}/llm-slow-packing/v1"}
+    stack.deploy({"applications": [slow, on_slow]})
+    stack.wait_ready("/packing-agent")
+    known = {t["id"] for t in _packing_tasks(stack)}
+    events, killed = [], []
+    try:
+        body = {"user_request": "Plan a 3-day trip to Lisbon next week."}
+        with httpx.stream("POST", f"{stack.base_url}/travel-agent/chat", json=body, timeout=300) as response:
+            assert response.status_code == 200
+            parser = SSEParser()
+            for line in response.iter_lines():
+                if (event := parser.feed(line)) is None:
+                    continue
+                events.append(event)
+                if isinstance(event, ToolCall) and event.name == "a2a_packing":
+                    deadline = time.monotonic() + 60
+                    while not _packing_task_in_progress(stack, known):
+                        assert time.monotonic() < deadline, "the packing task never started its run"
+                        time.sleep(0.2)
+                    killed = _replica_actors("packing_agent")
+                    for name in killed:
+                        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        assert killed, "no packing agent replica to kill"
+        done = events[-1]
+        assert isinstance(done, Done), events[-3:]
+        assert not [e for e in events if isinstance(e, Error)], "the travel run itself must not fail"
+        results = {e.name: e.status for e in events if isinstance(e, ToolResult)}
+        assert results == {"a2a_weather": "ok", "a2a_research": "ok", "a2a_packing": "error"}, results
+        assert "Lisbon" in done.answer and "°" in done.answer, "the weather part must still be in the answer"
+        assert "/sample-upstream/pages/" in done.answer, "the research part must still be in the answer"
+        assert "packing" in done.answer.lower()
+    finally:
+        stack.deploy({"applications": [original]})
+        stack.wait_ready("/packing-agent")
+        stack.remove("llm_slow_packing")
