@@ -233,9 +233,7 @@ def _brings_along(a: Match, b: Match) -> bool:
     Only a word from ``a``'s description counts: a tool named for the word ("packing" for "pack") is
     the one the word asks for.
     """
-    return any(
-        word not in a.tool.name_terms and _RELATED.get(word, set()) & b.all for word in a.own - b.own
-    )
+    return any(word not in a.tool.name_terms and _RELATED.get(word, set()) & b.all for word in a.own - b.own)
 
 
 def alternatives(matches: list[Match]) -> list[list[ToolSpec]]:
