@@ -36,6 +36,7 @@ from identity.gate import ANONYMOUS, AuthGate
 from identity.keys import APIKey
 from identity.limits import Counters, DatabaseCounters, Decision, Limits, Window
 from identity.middleware import RequireScope
+from identity.oidc import OIDCSettings, OIDCVerifier
 from identity.scopes import Principal, parse_scope
 from identity.service import Caller, IdentityService, bearer_token
 from identity.store import KeyStore
@@ -50,6 +51,9 @@ __all__ = [
     "APIKey",
     "KeyStore",
     "Verifier",
+    # OIDC tokens
+    "OIDCSettings",
+    "OIDCVerifier",
     # limits and usage
     "Counters",
     "DatabaseCounters",

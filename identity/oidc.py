@@ -7,7 +7,8 @@ only when all of this holds:
   ``none``, never an HMAC the issuer's public key could be abused for);
 - its signature verifies with the issuer's key of its ``kid``, from the JWKS (``OIDC_JWKS_URL``, else the
   ``jwks_uri`` of ``<issuer>/.well-known/openid-configuration``), cached for :data:`JWKS_TTL_S` and
-  fetched again for an unknown ``kid`` at most every :data:`JWKS_MIN_REFRESH_S`;
+  fetched again for an unknown ``kid`` at most every :data:`JWKS_MIN_REFRESH_S` (a token without a
+  ``kid`` is verified with the issuer's key only while its JWKS holds exactly one);
 - ``iss`` is the issuer, ``aud`` holds the audience, ``exp`` is in the future (``nbf``/``iat`` not too),
   with :data:`LEEWAY_S` for clock skew; ``sub`` is present.
 
@@ -107,13 +108,18 @@ class OIDCVerifier:
             response = await http.get(await self._jwks_url(http))
             response.raise_for_status()
             keys = PyJWKSet.from_dict(response.json())
-        self._keys = {key.key_id: key for key in keys.keys if key.key_id}
+        self._keys = {key.key_id or "": key for key in keys.keys}
         self._fetched_at = time.monotonic()
 
-    async def _key(self, kid: str) -> PyJWK:
+    def _lookup(self, kid: str | None) -> PyJWK | None:
+        if kid is None:  # a token without `kid` (optional in JWS): only an issuer with one key is unambiguous
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    async def _key(self, kid: str | None) -> PyJWK:
         async with self._lock:
             age = time.monotonic() - self._fetched_at
-            if age > JWKS_TTL_S or (kid not in self._keys and age > JWKS_MIN_REFRESH_S):
+            if age > JWKS_TTL_S or (self._lookup(kid) is None and age > JWKS_MIN_REFRESH_S):
                 try:
                     await self._refresh()
                 except (httpx.HTTPError, ValueError, KeyError, jwt.PyJWTError) as exc:
@@ -122,20 +128,35 @@ class OIDCVerifier:
                         raise Unauthenticated(
                             "the token issuer's keys are unavailable; try again later"
                         ) from None
-        key = self._keys.get(kid)
+        key = self._lookup(kid)
         if key is None:
             raise Unauthenticated(INVALID)
         return key
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token; raises :class:`Unauthenticated` (one message for most faults)."""
+        return self.principal(await self.claims(token))
+
+    def principal(self, claims: dict[str, Any]) -> Principal:
+        """The principal that a valid token's claims name (see the module docstring)."""
+        subject = str(claims["sub"])
+        name = claims.get(self.settings.name_claim)
+        return Principal(
+            id=f"oidc:{subject}"[:192],
+            name=str(name if isinstance(name, str) and name else subject)[:128],
+            scopes=_scopes(claims.get(self.settings.scopes_claim)),
+        )
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; raises :class:`Unauthenticated` like :meth:`verify`."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Unauthenticated(INVALID) from None
-        if header.get("alg") not in self.settings.algorithms or not isinstance(header.get("kid"), str):
+        kid = header.get("kid")
+        if header.get("alg") not in self.settings.algorithms or not isinstance(kid, str | None):
             raise Unauthenticated(INVALID)
-        key = await self._key(header["kid"])
+        key = await self._key(kid)
         try:
             claims = jwt.decode(
                 token,
@@ -150,10 +171,4 @@ class OIDCVerifier:
             raise Unauthenticated("this token has expired") from None
         except jwt.PyJWTError:
             raise Unauthenticated(INVALID) from None
-        subject = str(claims["sub"])
-        name = claims.get(self.settings.name_claim)
-        return Principal(
-            id=f"oidc:{subject}"[:192],
-            name=str(name if isinstance(name, str) and name else subject)[:128],
-            scopes=_scopes(claims.get(self.settings.scopes_claim)),
-        )
+        return dict(claims)

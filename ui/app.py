@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from identity import OIDCSettings
 from platform_core.config_version import with_config_version
 from platform_core.settings import get_settings
 from ui.blocks import CSS, build_blocks
 from ui.client import AgentClient
-from ui.config import UIArgs
+from ui.config import UIArgs, get_ui_settings
+from ui.sign_in import OIDCSignIn
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +30,25 @@ logger = logging.getLogger(__name__)
 def create_ui_app(args: UIArgs) -> FastAPI:
     """The UI's ASGI app (usable without Ray, e.g. under uvicorn): the page at ``/``, ``GET /health``."""
     agent_urls = args.agent_urls()
-    client = AgentClient(
-        token=args.token(), connect_timeout_s=args.connect_timeout_s, read_timeout_s=args.read_timeout_s
+    settings = get_ui_settings()
+    sign_in = (
+        OIDCSignIn(settings, OIDCSettings(), public_url=args.public_url())
+        if settings.sign_in_enabled
+        else None
     )
-    blocks = build_blocks(agent_urls, client, title=args.title, concurrency_limit=args.concurrency_limit)
+    client = AgentClient(
+        token=args.token(),
+        connect_timeout_s=args.connect_timeout_s,
+        read_timeout_s=args.read_timeout_s,
+        sign_in=sign_in is not None,
+    )
+    blocks = build_blocks(
+        agent_urls,
+        client,
+        title=args.title,
+        concurrency_limit=args.concurrency_limit,
+        sign_in=sign_in is not None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,14 +56,20 @@ def create_ui_app(args: UIArgs) -> FastAPI:
             yield
         finally:
             await client.aclose()
+            if sign_in is not None:
+                await sign_in.aclose()
 
     app = FastAPI(title=args.title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    if sign_in is not None:
+        sign_in.install(app)
 
     @app.get("/health")
     async def health() -> dict[str, object]:
         return await with_config_version({"ready": True, "agents": agent_urls})
 
     logger.info("UI for agents %s", ", ".join(f"{name}={url}" for name, url in agent_urls.items()))
+    if sign_in is not None:
+        logger.info("UI sign-in with OIDC at %s (client %s)", sign_in.issuer, sign_in.client_id)
     # Gradio's untyped @document() decorator makes mount_gradio_app Any; it returns ``app``.
     mounted: FastAPI = gr.mount_gradio_app(
         app,

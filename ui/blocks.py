@@ -8,7 +8,8 @@ The user's API key (needed when the platform has auth on) is the value of a pass
 sends it with each of that tab's events and every agent request of the event carries it
 (``AgentClient``'s per-call ``token``). Nothing keeps it past that event: not the replica (this module, the
 shared ``AgentClient``), which serves every user, nor localStorage, where ``gr.BrowserState``'s encryption
-would not protect it (its secret is in the page). A reload forgets it.
+would not protect it (its secret is in the page). A reload forgets it. Where the UI offers OIDC sign-in
+(:mod:`ui.sign_in`), "Sign in" puts the issuer's token into the same box, with the same lifetime.
 """
 
 import logging
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocols.events import Metadata, is_valid_thread_id
 from ui.client import API_KEY_PANEL, CREATE_KEY_HINT, AgentClient, HistoryUnavailable, clean_api_key
+from ui.sign_in import GO_SIGN_IN_JS, TAKE_SIGN_IN_JS
 from ui.transcript import AnswerRenderer, ChatMessage, render_history, safe_messages, user_turns
 
 logger = logging.getLogger(__name__)
@@ -210,9 +212,14 @@ class ChatUI:
 
 
 def build_blocks(
-    agent_urls: dict[str, str], client: AgentClient, *, title: str, concurrency_limit: int
+    agent_urls: dict[str, str],
+    client: AgentClient,
+    *,
+    title: str,
+    concurrency_limit: int,
+    sign_in: bool = False,
 ) -> gr.Blocks:
-    """The page; its handlers stream through ``client``."""
+    """The page; its handlers stream through ``client``. ``sign_in``: offer OIDC sign-in (``auth/login``)."""
     ui = ChatUI(agent_urls, client)
     blocks = gr.Blocks(title=title, analytics_enabled=False, fill_width=False)
     with blocks:  # not ``as blocks``: Blocks.__enter__ is untyped
@@ -220,6 +227,11 @@ def build_blocks(
             f"## {title}\nAnswers stream live; tool calls and delegations to other agents appear as steps."
         )
         session = gr.BrowserState({}, storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
+        if sign_in:
+            with gr.Row(equal_height=True):
+                sign_in_button = gr.Button("Sign in", elem_id="sign-in", size="sm", scale=0, min_width=120)
+                signed_in = gr.Markdown(elem_id="signed-in")
+            sign_in_button.click(None, js=GO_SIGN_IN_JS, api_visibility="private")
         with gr.Accordion(API_KEY_PANEL, open=False, elem_id="api-key-panel"):
             # Only a value of this tab's page (see the module's docstring); a password box, so it is
             # not shown on screen, and no autocomplete or spellcheck sees it.
@@ -234,8 +246,8 @@ def build_blocks(
                 ),
             )
             gr.Markdown(
-                f"Needed when the platform has auth on; {CREATE_KEY_HINT}. Kept in this tab only: "
-                "a reload forgets it."
+                f"Needed when the platform has auth on; {CREATE_KEY_HINT}"
+                f"{' (or use Sign in above)' if sign_in else ''}. Kept in this tab only: a reload forgets it."
             )
         with gr.Row(equal_height=True):
             agent = gr.Dropdown(
@@ -294,11 +306,15 @@ def build_blocks(
             outputs=conversation,
             api_visibility="private",
         )
-        blocks.load(
-            ui.restore,
-            inputs=[session, api_key],
-            outputs=[agent, chatbot, thread, status, session],
-            api_visibility="private",
-        )
+        restore: dict[str, Any] = {
+            "fn": ui.restore,
+            "inputs": [session, api_key],
+            "outputs": [agent, chatbot, thread, status, session],
+            "api_visibility": "private",
+        }
+        if sign_in:  # the token a sign-in left for this tab goes into the key box first
+            blocks.load(None, js=TAKE_SIGN_IN_JS, outputs=[api_key, signed_in]).then(**restore)
+        else:
+            blocks.load(**restore)
     blocks.queue(default_concurrency_limit=concurrency_limit)
     return blocks

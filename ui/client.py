@@ -72,24 +72,26 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def refusal_message(exc: ChatRequestError, *, agent: str, key_given: bool) -> str:
+def refusal_message(exc: ChatRequestError, *, agent: str, key_given: bool, sign_in: bool = False) -> str:
     """What the page shows for the HTTP error answer ``exc`` of ``agent``.
 
     The platform's refusals become advice (which key to enter, when to retry); any other status keeps
-    the URL and the agent's message. ``key_given``: whether the user entered a key; without one, a 401
-    or 403 is the platform asking for one. The server's messages never carry a secret
+    the URL and the agent's message. ``key_given``: whether the user entered a key (or signed in);
+    without one, a 401 or 403 is the platform asking for one. ``sign_in``: whether the page offers OIDC
+    sign-in, which the advice then names first. The server's messages never carry a secret
     (:mod:`identity.errors`); :class:`ChatClient` redacts the key should one echo it.
     """
+    enter = f"enter one under '{API_KEY_PANEL}' ({CREATE_KEY_HINT})"
+    if sign_in:
+        enter = f"sign in, or {enter}"
     if exc.status == 401:
         if not key_given:
-            return f"This platform needs an API key: enter one under '{API_KEY_PANEL}' ({CREATE_KEY_HINT})"
-        return f"The API key was refused: {exc.message}"
+            return f"This platform needs an API key: {enter}"
+        refused = f"The API key was refused: {exc.message}"
+        return f"{refused} (sign in again if your sign-in has expired)" if sign_in else refused
     if exc.status == 403:
         if not key_given:
-            return (
-                f"This platform needs an API key that may use the {agent} agent: enter one under "
-                f"'{API_KEY_PANEL}' ({CREATE_KEY_HINT})"
-            )
+            return f"This platform needs an API key that may use the {agent} agent: {enter}"
         return f"This API key may not use the {agent} agent ({exc.message})"
     if exc.status == 429:
         return f"{_sentence(exc.message)}: {_retry_in(exc.retry_after_s)}"
@@ -109,8 +111,14 @@ class AgentClient:
     """One pooled HTTP client for every agent the UI talks to (a :class:`ChatClient` per agent URL)."""
 
     def __init__(
-        self, *, token: str | None = None, connect_timeout_s: float = 10.0, read_timeout_s: float = 300.0
+        self,
+        *,
+        token: str | None = None,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 300.0,
+        sign_in: bool = False,
     ) -> None:
+        self.sign_in = sign_in  # the page offers OIDC sign-in: refusals advise it
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._http = httpx.AsyncClient(headers=headers, timeout=self._timeout, follow_redirects=False)
@@ -147,7 +155,9 @@ class AgentClient:
             async for event in self.agent(agent_url).stream(user_request, thread_id, token=token):
                 yield event
         except ChatRequestError as exc:
-            message = refusal_message(exc, agent=agent_name or agent_url, key_given=bool(token))
+            message = refusal_message(
+                exc, agent=agent_name or agent_url, key_given=bool(token), sign_in=self.sign_in
+            )
             yield Error(code=f"http_{exc.status}", message=message)
         except ChatClientError as exc:
             logger.info("chat with %s failed: %s", agent_url, exc.message)
@@ -164,7 +174,9 @@ class AgentClient:
         try:
             view = await client.get_thread(thread_id, token=token)
         except ChatRequestError as exc:
-            message = refusal_message(exc, agent=agent_name or agent_url, key_given=bool(token))
+            message = refusal_message(
+                exc, agent=agent_name or agent_url, key_given=bool(token), sign_in=self.sign_in
+            )
             raise HistoryUnavailable(message, status_code=exc.status) from exc
         except ChatClientError as exc:
             raise HistoryUnavailable(exc.message) from exc

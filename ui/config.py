@@ -6,6 +6,7 @@ resolved against ``base_url``) or the absolute URL of a remote deployment.
 """
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,27 @@ class UISettings(BaseSettings):
     ui_bearer_token: SecretStr | None = Field(
         default=None, description="Bearer token the UI sends to the agents (e.g. an Anyscale service token)."
     )
+    ui_oidc_client_id: str | None = Field(
+        default=None,
+        description="OIDC client of the UI's 'Sign in' (authorization code + PKCE, at `OIDC_ISSUER`); "
+        "unset: no sign-in, API keys only.",
+    )
+    ui_oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Secret of a confidential OIDC client; unset for a public client (PKCE)."
+    )
+    ui_oidc_scopes: str = Field(
+        default="openid email profile", description="Scopes the sign-in asks the issuer for."
+    )
+    ui_oidc_token: Literal["id_token", "access_token"] = Field(
+        default="id_token",
+        description="Which token of the sign-in the UI sends to the agents; it must be a JWT the platform "
+        "accepts (`OIDC_AUDIENCE` = the client id for `id_token`).",
+    )
+
+    @property
+    def sign_in_enabled(self) -> bool:
+        """Whether the UI offers OIDC sign-in (a client id here and an issuer for the platform)."""
+        return bool(self.ui_oidc_client_id)
 
 
 @lru_cache(maxsize=1)
@@ -89,6 +111,10 @@ class UIArgs(BaseModel):
             name: (target if _is_absolute_url(target) else base + target).rstrip("/")
             for name, target in self.agents.items()
         }
+
+    def public_url(self) -> str | None:
+        """The UI's public URL when ``root_path`` is one (behind a proxy that rewrites the host)."""
+        return self.root_path if self.root_path and _is_absolute_url(self.root_path) else None
 
     def token(self) -> str | None:
         """The bearer token for agent requests, from the args or ``UI_BEARER_TOKEN``."""

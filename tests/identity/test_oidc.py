@@ -63,7 +63,7 @@ class Issuer:
             keys.append({**public, "kid": kid, "use": "sig", "alg": "RS256"})
         return JSONResponse({"keys": keys})
 
-    def token(self, kid: str | None = None, **overrides: Any) -> str:
+    def token(self, kid: str | None = None, *, with_kid: bool = True, **overrides: Any) -> str:
         now = time.time()
         claims = {
             "iss": self.url,
@@ -76,7 +76,9 @@ class Issuer:
         } | overrides
         claims = {name: value for name, value in claims.items() if value is not None}
         kid = kid or self.kid
-        return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+        return jwt.encode(
+            claims, self.keys[kid], algorithm="RS256", headers={"kid": kid} if with_kid else None
+        )
 
 
 @pytest.fixture
@@ -98,6 +100,16 @@ async def test_a_valid_token_is_its_subject_with_its_platform_scopes(issuer: Iss
     assert not principal.delegated
     listed = await verifier_for(issuer, jwks_url=f"{issuer.url}/jwks").verify(issuer.token(scope=["mcp:*"]))
     assert listed.scopes == {"mcp:*"}, "a list claim works too"
+
+
+async def test_a_token_without_kid_needs_an_issuer_with_one_key(issuer: Issuer) -> None:
+    verifier = verifier_for(issuer)
+    assert (await verifier.verify(issuer.token(with_kid=False))).id == "oidc:user-42"
+    issuer.rotate()  # two keys now: which one signed a token without kid is ambiguous
+    verifier = verifier_for(issuer)
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(issuer.token(with_kid=False))
+    assert (await verifier.verify(issuer.token())).id == "oidc:user-42"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ Needs a Chromium binary: ``CHROMIUM`` (default /usr/bin/chromium, Debian's ``apt
 Saves a screenshot of the travel conversation to ``test-artifacts/ui-travel.png``.
 """
 
+import copy
 import importlib.util
 import logging
 import os
@@ -41,6 +42,7 @@ AGENTS = {"Weather": "/weather-agent", "Research": "/research-agent", "Travel": 
 ANSWER_TIMEOUT_MS = 300_000
 WEATHER_STEP = "Delegated to weather agent (a2a_weather) · ok"
 RESEARCH_STEP = "Delegated to research agent (a2a_research) · ok"
+PACKING_STEP = "Delegated to packing agent (a2a_packing) · ok"
 
 # Records the chat's text length at every DOM change, to see the answer grow token by token.
 WATCH_CHAT = """() => {
@@ -166,9 +168,10 @@ def test_travel_conversation_streams_steps_and_survives_a_reload(ui_stack: Serve
     expect(status).to_contain_text("completion tokens", timeout=ANSWER_TIMEOUT_MS)
     expect(chat).to_contain_text(WEATHER_STEP)
     expect(chat).to_contain_text(RESEARCH_STEP)
+    expect(chat).to_contain_text(PACKING_STEP)
     expect(chat).to_contain_text(re.compile(r"Tokens: [1-9]\d* prompt \+ [1-9]\d* completion"))
     text = chat.inner_text()
-    assert "Lisbon" in text.split(RESEARCH_STEP, 1)[1]  # the itinerary below the steps
+    assert "Lisbon" in text.split(PACKING_STEP, 1)[1]  # the itinerary below the steps
     assert "⚠" not in text, text  # no error notes
 
     lengths = page.evaluate("window.__chatLengths")
@@ -278,4 +281,73 @@ def test_api_key_goes_with_the_tabs_requests_and_a_reload_forgets_it(ui_stack: S
     open_ui(page, f"{ui_stack.base_url}/ui/")  # the page loaded afresh, as a reload does
     panel.locator("button.label-wrap").first.click()  # closed again: its box is rendered only when open
     expect(page.locator("#api-key input").first).to_have_value("")
+    context.close()
+
+
+OIDC_CLIENT = {"UI_OIDC_CLIENT_ID": "platform-ui", "UI_OIDC_CLIENT_SECRET": "ui-client-secret"}
+
+
+@pytest.fixture(scope="module")
+def oidc_ui(ui_stack: ServeStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeStack]:
+    """A UI that signs in at a real OpenID provider, in front of a weather agent with auth on.
+
+    The provider (``oidc-provider-mock``, a real authorization server) runs in this process; the agent
+    accepts its tokens (``OIDC_ISSUER``, ``OIDC_AUDIENCE`` = the UI's client id, for its ID tokens).
+    """
+    from oidc_provider_mock import User, run_server_in_thread
+
+    alice = User(sub="alice", claims={"email": "alice@example.com", "scope": "agent:weather"})
+    with run_server_in_thread(user_claims=[alice]) as provider:
+        oidc = {"OIDC_ISSUER": f"http://localhost:{provider.server_port}", "OIDC_AUDIENCE": "platform-ui"}
+        agent = copy.deepcopy(ui_stack.apps["weather_agent"])
+        agent.update(name="weather_agent_oidc", route_prefix="/weather-agent-oidc")
+        database = f"sqlite:///{tmp_path_factory.mktemp('oidc-data') / 'agents.db'}"
+        env = agent.setdefault("runtime_env", {}).setdefault("env_vars", {})
+        env.update(oidc, AUTH="on", DATABASE_URL=database)
+        ui = copy.deepcopy(ui_stack.apps["ui"])
+        ui.update(name="ui_oidc", route_prefix="/ui-oidc")
+        ui["args"] = {**ui["args"], "agents": {"Weather": "/weather-agent-oidc"}}
+        ui.setdefault("runtime_env", {}).setdefault("env_vars", {}).update(oidc, **OIDC_CLIENT)
+        ui_stack.deploy({"applications": [agent, ui]})
+        ui_stack.wait_ready("/weather-agent-oidc")
+        ui_stack.wait_ready("/ui-oidc")
+        try:
+            yield ui_stack
+        finally:
+            ui_stack.remove("ui_oidc", "weather_agent_oidc")
+
+
+def test_sign_in_with_oidc_puts_the_token_in_the_tabs_key_box(oidc_ui: ServeStack, browser) -> None:
+    """Sign in at the OpenID provider, chat with an agent that has auth on, and a reload signs out."""
+    context = browser.new_context()
+    page = context.new_page()
+    ui_url = f"{oidc_ui.base_url}/ui-oidc/"
+    open_ui(page, ui_url)
+    message, chat, status = page.locator("#message textarea"), page.locator("#chat"), page.locator("#status")
+    message.fill("Weather in Paris?")
+    page.locator("#send").click()  # no credential yet: the agent refuses, the page says what to do
+    expect(chat).to_contain_text("This platform needs an API key: sign in", timeout=60_000)
+
+    page.locator("#sign-in").click()
+    page.locator('input[name="sub"]').fill("alice")  # the provider's login form
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(ui_url, timeout=60_000)
+    page.locator("#message textarea").wait_for(timeout=60_000)
+    expect(page.locator("#signed-in")).to_contain_text("Signed in as alice@example.com", timeout=60_000)
+    storage = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}])")
+    assert "eyJ" not in storage, "the token left the browser's storage for the key box"
+
+    page.locator("#new-chat").click()
+    message.fill("Weather in Paris?")
+    page.locator("#send").click()
+    expect(status).to_contain_text("completion tokens", timeout=ANSWER_TIMEOUT_MS)
+    expect(chat).to_contain_text("Paris")
+    assert "needs an API key" not in chat.inner_text()
+
+    open_ui(page, ui_url)  # a reload: the token is gone with the page
+    expect(page.locator("#signed-in")).not_to_contain_text("Signed in")
+    page.locator("#new-chat").click()
+    message.fill("Weather in Paris?")
+    page.locator("#send").click()
+    expect(chat).to_contain_text("This platform needs an API key: sign in", timeout=60_000)
     context.close()
