@@ -8,6 +8,9 @@ VENV := .venv
 RUN_DIR := .run
 PORT ?= 8000
 OFFLINE ?=
+# TRACES=1: every app of `make run` / `make run-multi` exports its traces to the local viewer (`make traces`).
+TRACES ?=
+TRACES_PORT ?= 6006
 PYTEST_ARGS ?=
 # The config of `make up` / `make deploy` (default serve_multi_config.yaml) or `make anyscale-deploy`.
 CONFIG ?=
@@ -29,7 +32,7 @@ EXTRAS ?= $(INSTALLED_EXTRAS)
 differ = $(strip $(filter-out $(2),$(1)) $(filter-out $(1),$(2)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run run-multi up deploy status down test test-unit fuzz lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
+.PHONY: help install install-gpu run run-multi traces up deploy status down test test-unit fuzz lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -56,7 +59,8 @@ define serve_run
 	$(BIN)/python -m platform_core.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
 	@echo "Serving $(1) on http://127.0.0.1:$(PORT) $(if $(OFFLINE),(OFFLINE: scripted model + sample upstream data))"
 	@echo "Web UI: http://127.0.0.1:$(PORT)/ui/  (ready once 'Deployed app ui' appears below)"
-	$(BIN)/serve run $(RUN_DIR)/$(notdir $(1))
+	$(if $(TRACES),@echo "Traces: exported to http://127.0.0.1:$(TRACES_PORT) (start the viewer with make traces)")
+	$(if $(TRACES),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$(TRACES_PORT)) $(BIN)/serve run $(RUN_DIR)/$(notdir $(1))
 endef
 
 run: install ## Start the single-agent stack (serve_config.yaml); OFFLINE=1 for offline mode
@@ -64,6 +68,11 @@ run: install ## Start the single-agent stack (serve_config.yaml); OFFLINE=1 for 
 
 run-multi: install ## Start all services (serve_multi_config.yaml); OFFLINE=1 for offline mode
 	$(call serve_run,serve_multi_config.yaml)
+
+# Phoenix runs from uv's tool cache, in an environment of its own: the platform's .venv stays lean and
+# its pins never meet Phoenix's. The first start downloads it (about 1 min).
+traces: ## Local trace viewer (Arize Phoenix): UI and OTLP/HTTP on :6006 (TRACES_PORT); `make run TRACES=1` exports to it
+	export PHOENIX_PORT=$(TRACES_PORT) PHOENIX_HOST=127.0.0.1; $(UV_RUN) tool run --python 3.11 --from arize-phoenix phoenix serve
 
 # A long-lived local cluster changed in place (platform_core/cluster.py): the production loop on a laptop.
 CLUSTER = $(BIN)/python -m platform_core.cluster

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from identity.delegation import platform_auth
 from platform_core.backoff import Backoff
 from platform_core.settings import get_settings
+from platform_core.telemetry import TRACE_HOOKS
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class LLMClient:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
                 auth=platform_auth(),  # the platform's /llm only: the run's delegation
+                event_hooks=TRACE_HOOKS,  # each call in the run's trace
             )
             self._chat_model = make_chat_model(
                 base_url=self.base_url,
@@ -198,6 +200,7 @@ class LLMClient:
                     httpx.AsyncClient(
                         timeout=httpx.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
                         auth=platform_auth(),
+                        event_hooks=TRACE_HOOKS,
                     ),
                 ),
             )

@@ -23,12 +23,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+from opentelemetry import trace
+
 from agent_runtime.llm_client import LLMClient
 from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
 from agent_runtime.tools.sources import ToolSource
+from agent_runtime.tracing import ToolSpans
 from agent_runtime.translation import EventTranslator
 from identity.delegation import acting_for
+from platform_core.telemetry import trace_id_of, tracer
 from protocols.events import ChatEvent, Done, Error, Metadata, PriorTurn, Token
 
 logger = logging.getLogger(__name__)
@@ -132,17 +136,23 @@ class QueuedAgentRunner(BaseAgentRunner):
         Setting ``abort`` stops the run with a ``thread_claim_lost`` error (its thread lease was lost).
         The run's task (and every task it starts) calls the platform with ``delegation``.
         """
-        yield Metadata(thread_id=thread_id, run_id=run_id, agent=self.name)
+        attributes = {"agent.name": self.name, "agent.thread_id": thread_id, "agent.run_id": run_id}
+        # The run's span, a child of the request's (current here).
+        span = tracer().start_span(f"agent.run {self.name}", attributes=attributes)
+        yield Metadata(thread_id=thread_id, run_id=run_id, agent=self.name, trace_id=trace_id_of(span))
         started = time.monotonic()
         ledger = EventTranslator()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        with acting_for(delegation):  # the task copies the context as it is now
+        # The task copies the context as it is now: the run's delegation, and its span as the parent of
+        # every call it makes.
+        with acting_for(delegation), trace.use_span(span, end_on_exit=False):
             producer = asyncio.create_task(
                 self._feed(user_request, thread_id, ledger, queue, history), name=f"agent-run-{run_id}"
             )
         watcher = asyncio.create_task(_put_when_set(abort, queue, _ABORTED)) if abort is not None else None
         error: Error | None = None
         finished = False
+        tool_spans = ToolSpans(span)
         try:
             async for item in _drain(queue, started, self.run_timeout_s):
                 if isinstance(item, _Stopped):
@@ -151,6 +161,7 @@ class QueuedAgentRunner(BaseAgentRunner):
                 if isinstance(item, Error):
                     error = item  # the run's failure: its end mark follows
                     continue
+                tool_spans.observe(item)
                 yield item
             finished = True
         finally:
@@ -159,6 +170,9 @@ class QueuedAgentRunner(BaseAgentRunner):
             await _stop(producer)
             if not finished:
                 logger.info("run %s thread %s: stopped by the caller (client gone)", run_id, thread_id)
+            tool_spans.close()
+            span.set_attribute("agent.outcome", error.code if error else "ok" if finished else "stopped")
+            span.end()
         if error is not None:
             yield error
         outcome = error.code if error else "ok"

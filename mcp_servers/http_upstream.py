@@ -14,6 +14,7 @@ from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
 from platform_core.settings import get_settings
+from platform_core.telemetry import TRACE_HOOKS
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def new_client(*, timeout_s: float, user_agent: str, accept: str = "application/
         timeout=httpx.Timeout(timeout_s),
         headers={"User-Agent": user_agent, "Accept": accept},
         follow_redirects=True,
+        event_hooks=TRACE_HOOKS,  # the tool call's trace goes on to the upstream API
     )
 
 

@@ -34,6 +34,7 @@ from starlette.types import Scope
 
 from identity.gate import AuthGate
 from identity.middleware import RequireScope
+from mcp_servers.tracing import trace_tool_calls
 from platform_core.api_errors import RequestBodyLimit, decode_json, http_error_response
 from platform_core.config_version import with_config_version
 from platform_core.deployment import (
@@ -44,6 +45,7 @@ from platform_core.deployment import (
     TargetOngoingRequests,
 )
 from platform_core.settings import get_settings
+from platform_core.telemetry import TracingMiddleware, setup_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +166,9 @@ def create_mcp_asgi_app(
     """
     args = args or MCPScalingArgs()
     server = server_factory()
+    setup_tracing(f"mcp_{server.name}")
     _require_fresh(server)
+    trace_tool_calls(server)
     server.settings.stateless_http = True
     server.settings.json_response = args.json_response
     server.settings.streamable_http_path = MCP_PATH
@@ -189,6 +193,7 @@ def create_mcp_asgi_app(
         routes=[Route(HEALTH_PATH, health, methods=["GET"]), Mount("/", app=mcp_app)],
         lifespan=lifespan,
         middleware=[
+            Middleware(TracingMiddleware, public_paths=(HEALTH_PATH,)),
             Middleware(RequireScope, gate=gate or AuthGate(), scope=f"mcp:{server.name}"),
             Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES, check=json_rpc_parse_error),
         ],

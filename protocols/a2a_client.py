@@ -44,6 +44,7 @@ from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, Transp
 from a2a.utils.errors import A2AError
 
 from platform_core.errors import PlatformError
+from platform_core.telemetry import TRACE_HOOKS
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def _peer(base_url: str) -> _Peer:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=_CONNECT_TIMEOUT_S, read=None),
             headers={VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
+            event_hooks=TRACE_HOOKS,  # each message in its caller's trace (a travel run's, say)
         )
         peer = _peers[base_url] = _Peer(http=http, loop=loop)
     return peer

@@ -158,6 +158,12 @@ class Metadata(BaseModel):
     thread_id: str = Field(description="the conversation; send it back as `thread_id` to continue it")
     run_id: str = Field(description="this run (one request and its answer), for logs")
     agent: str = Field(description="the agent's name")
+    trace_id: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # absent, not null: older frames stay byte for byte
+        description="the run's W3C trace id (32 hex characters), also in the `X-Trace-Id` header: one id "
+        "across every hop of the request, in traces and logs",
+    )
 
 
 class Token(BaseModel):

@@ -67,6 +67,7 @@ def pytest_make_collect_report(
 # the auth stack first (it restarts every app with AUTH=on, then removes them), then every module on the
 # offline multi stack back to back, the browser tests before the roll-out test changes that stack.
 STACK_MODULE_ORDER = (
+    "test_tracing",
     "test_auth",
     "test_multi",
     "test_openai",

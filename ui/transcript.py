@@ -182,9 +182,10 @@ def error_message(error: Error) -> ChatMessage:
     return {"role": "assistant", "content": f"⚠️ **Error** `{error.code}`: {error.message}"}
 
 
-def usage_line(usage: Usage) -> str:
-    """The token-usage line appended to an answer."""
-    return f"*Tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion*"
+def usage_line(usage: Usage, trace_id: str | None = None) -> str:
+    """The line appended to an answer: its token usage, and the trace id to look it up by."""
+    line = f"Tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion"
+    return f"*{line} · trace {trace_id}*" if trace_id else f"*{line}*"
 
 
 def is_step(message: ChatMessage) -> bool:
@@ -198,6 +199,7 @@ class AnswerRenderer:
     def __init__(self, messages: list[ChatMessage], *, clock: Callable[[], float] = time.monotonic) -> None:
         self.messages = messages
         self.thread_id: str | None = None
+        self.trace_id: str | None = None
         self.usage: Usage | None = None
         self.error: Error | None = None
         self.finished = False
@@ -211,6 +213,7 @@ class AnswerRenderer:
         """Fold one event into the messages (and into ``thread_id``, ``usage``, ``error``)."""
         if isinstance(event, Metadata):
             self.thread_id = event.thread_id
+            self.trace_id = event.trace_id
         elif isinstance(event, Token):
             self._token(event.text)
         elif isinstance(event, ToolCall):
@@ -257,7 +260,7 @@ class AnswerRenderer:
         if not self._streamed.strip() and done.answer.strip():
             self._token(done.answer)
         if done.usage.prompt_tokens or done.usage.completion_tokens:  # nothing spent: no line
-            line = usage_line(done.usage)
+            line = usage_line(done.usage, self.trace_id)
             if self._answer_indices:
                 self.messages[self._answer_indices[-1]]["content"] += f"\n\n{line}"
             else:

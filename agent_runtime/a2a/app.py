@@ -79,6 +79,7 @@ from platform_core.deployment import (
     ServeDeploymentArgs,
 )
 from platform_core.settings import get_settings
+from platform_core.telemetry import TracingMiddleware, setup_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ def create_a2a_app(
     this process's memory. ``gate`` decides on credentials (default: ``AUTH``; :mod:`.access`).
     """
     gate = gate or AuthGate()
+    setup_tracing(f"a2a_{spec.name}")
     agent_url = resolve_url(spec.agent_url).rstrip("/")
     card = build_agent_card(spec, public_url(spec, public_base_url))
     store: TaskStore | VersionedDatabaseTaskStore = task_store or InMemoryTaskStore()
@@ -321,6 +323,7 @@ def create_a2a_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(TracingMiddleware, public_paths=(AGENT_CARD_WELL_KNOWN_PATH, "/health")),
             Middleware(
                 RequireScope,
                 gate=gate,

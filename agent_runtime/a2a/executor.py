@@ -39,10 +39,13 @@ from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import Task, TaskState, TaskStatus
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from pydantic.alias_generators import to_camel
 
 from agent_runtime.a2a.access import delegation_in
 from identity.delegation import acting_for, platform_auth
+from platform_core.telemetry import TRACE_HOOKS, tracer
 from protocols.chat_client import ChatClient, ChatRequestError, ChatStreamError
 from protocols.events import (
     Done,
@@ -129,6 +132,7 @@ class ChatAgentExecutor(AgentExecutor):
             timeout=httpx.Timeout(30.0, connect=10.0, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
             auth=platform_auth(),  # to the platform's proxy only: the run's delegation
+            event_hooks=TRACE_HOOKS,  # the task's /chat run continues the caller's trace
         )
         self._owns_http = http_client is None
         self._agent = ChatClient(chat_url.removesuffix("/chat"), http=self._http)
@@ -176,8 +180,11 @@ class ChatAgentExecutor(AgentExecutor):
         )
         if task_id in self._canceled:
             return
+        # The task's span (a child of the request's): its /chat run, and so the agent's, go below it.
+        attributes = {"a2a.task.id": task_id, "a2a.context.id": context_id, "agent.thread_id": thread_id}
+        span = tracer().start_span("a2a.task", attributes=attributes)
         # The run's /chat call acts for the task's caller (a delegation; None while auth is off).
-        with acting_for(delegation_in(context.call_context)):
+        with acting_for(delegation_in(context.call_context)), trace.use_span(span, end_on_exit=False):
             run = asyncio.create_task(self._run(updater, user_request, thread_id), name=f"a2a-chat:{task_id}")
         self._runs[task_id] = run
         watcher = None
@@ -192,9 +199,11 @@ class ChatAgentExecutor(AgentExecutor):
             # cancel): in every case the chat stream must close.
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)
+            span.set_attribute("a2a.task.state", "canceled")
             if task_id not in self._canceled:
                 raise
         finally:
+            span.end()
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
@@ -283,6 +292,7 @@ class ChatAgentExecutor(AgentExecutor):
             )
             message = updater.new_agent_message([new_text_part(done.answer)], metadata={"usage": usage})
             await updater.update_status(TaskState.TASK_STATE_COMPLETED, message, metadata=_run_metadata(run))
+            trace.get_current_span().set_attribute("a2a.task.state", "completed")
 
     def _stream_failure(self, exc: ChatStreamError) -> str:
         """The task's failure text for an exchange with the agent that broke."""
@@ -325,6 +335,9 @@ class ChatAgentExecutor(AgentExecutor):
         logger.warning("task %s failed: %s", updater.task_id, text)
         message = updater.new_agent_message([new_text_part(text)])
         await updater.update_status(TaskState.TASK_STATE_FAILED, message, metadata=_run_metadata(run))
+        span = trace.get_current_span()  # the task's (see execute)
+        span.set_attribute("a2a.task.state", "failed")
+        span.set_status(StatusCode.ERROR, text[:200])
 
 
 def _run_metadata(run: _Run) -> dict[str, Any] | None:

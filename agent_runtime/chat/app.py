@@ -32,6 +32,7 @@ from datetime import date, timedelta
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ray import serve
 from ray.serve import Application
@@ -69,6 +70,7 @@ from platform_core.deployment import (
 )
 from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
+from platform_core.telemetry import TracingMiddleware, setup_tracing
 from protocols.events import (
     MAX_PRIOR_TURNS,
     THREAD_ID_PATTERN,
@@ -185,8 +187,10 @@ def create_chat_app(
     closed at shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, they
     stay in this process. ``gate`` decides on credentials (default: ``AUTH``).
     """
+    setup_tracing(f"{runner.name}_agent")
     routes = _ChatRoutes(runner, ping_s=ping_s, gate=gate or AuthGate())
     app = FastAPI(title=f"{runner.name} chat agent", lifespan=_lifespan(routes, database, retention_days))
+    app.add_middleware(TracingMiddleware)
     install_api_error_handlers(app)
     app.post("/chat", response_model=None)(routes.chat)
     app.get("/threads/{thread_id}", response_model=None)(routes.get_thread)
@@ -226,6 +230,8 @@ class _ChatRoutes:
         parsed = await parse_chat_request(request)
         thread_id = parsed.thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
+        if self.gate.enabled:  # who the request's span (and so the run's trace) acts for
+            trace.get_current_span().set_attribute("enduser.id", caller.principal.id)
         await self._check_owner(caller, thread_id, create=True)
         delegation = await self.gate.delegate(caller, runner.run_timeout_s + LEASE_MARGIN_S)
         await self.gate.record_usage(caller, runs=1)

@@ -47,6 +47,7 @@ from platform_core.openai_errors import (
     validation_error,
 )
 from platform_core.settings import get_settings
+from platform_core.telemetry import TRACE_HOOKS, TracingMiddleware, setup_tracing
 from protocols.chat_client import ChatClient, ChatClientError, ChatRequestError
 from protocols.events import ChatEvent, is_valid_thread_id
 
@@ -214,8 +215,11 @@ def create_openai_app(
 ) -> FastAPI:
     """The ASGI app over ``agent_urls`` (model id -> the agent's base URL); mount it at ``/openai``."""
     gate = gate or AuthGate()
+    setup_tracing("openai")
     http = http or httpx.AsyncClient(
-        follow_redirects=False, limits=httpx.Limits(max_connections=None, max_keepalive_connections=50)
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+        event_hooks=TRACE_HOOKS,
     )
     routes = _Routes(agent_urls, http, gate)
 
@@ -230,6 +234,7 @@ def create_openai_app(
             await gate.aclose()
 
     app = FastAPI(title="Agents as OpenAI models", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(TracingMiddleware)
     install_error_handlers(app)
     app.get("/v1/models", response_model=None)(routes.list_models)
     app.get("/v1/models/{model}", response_model=None)(routes.get_model)

@@ -45,6 +45,7 @@ from mcp.types import Tool as MCPTool
 from agent_runtime.tools.sources import RefreshingToolSource
 from identity.delegation import platform_auth
 from platform_core.errors import describe_error, root_causes
+from platform_core.telemetry import trace_carrier
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,11 @@ class MCPSession:
             raise _NotSent(exc) from exc
         timeout = timedelta(seconds=self.call_timeout_s)
         try:
-            return await self._until_ended(session.call_tool(name, arguments, read_timeout_seconds=timeout))
+            # The session outlives this run: the run's trace context goes in the call's own _meta.
+            call = session.call_tool(
+                name, arguments, read_timeout_seconds=timeout, meta=trace_carrier() or None
+            )
+            return await self._until_ended(call)
         except _CLOSED_STREAM_ERRORS as exc:
             raise _NotSent(exc) from exc
         except McpError as exc:

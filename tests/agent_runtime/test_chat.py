@@ -142,6 +142,37 @@ async def test_tool_call_result_and_streamed_answer(make_chat, llm) -> None:
     assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (22, 14)  # two model calls
 
 
+async def test_the_run_continues_the_callers_trace_to_every_model_call(make_chat, llm) -> None:
+    request = playbook(llm, Turn(tool_calls=[("echo", {"text": "hi"})]), Turn(text="Done."))
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    async with httpx.AsyncClient(timeout=30) as client:
+        headers = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
+        async with client.stream(
+            "POST", f"{make_chat()}/chat", json={"user_request": request}, headers=headers
+        ) as r:
+            events = [event async for event in aiter_sse_events(r.aiter_lines())]
+    metadata, _ = assert_framed(events)
+    assert metadata.trace_id == r.headers["x-trace-id"] == trace_id
+    calls = [
+        t
+        for t, body in zip(llm[0].traceparents, llm[0].requests, strict=True)
+        if body in _bodies(llm, request)
+    ]
+    assert len(calls) == 2 and all(t is not None and t.split("-")[1] == trace_id for t in calls), calls
+
+    # Without a caller's trace, the run starts one of its own: in metadata and the header alike.
+    _, again = await chat(make_chat(), {"user_request": request})
+    assert again[0].trace_id and again[0].trace_id != trace_id and len(again[0].trace_id) == 32
+
+
+def _bodies(llm: tuple[PlaybookLLM, ServerThread], user_request: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in llm[0].requests
+        if [m for m in r["messages"] if m["role"] == "user"][-1]["content"] == user_request
+    ]
+
+
 async def test_events_are_flushed_as_they_happen_and_idle_streams_get_pings(make_chat, llm) -> None:
     request = playbook(llm, Turn(text="Late answer.", delay_s=1.5))
     arrivals: list[tuple[float, ChatEvent]] = []

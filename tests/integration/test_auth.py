@@ -27,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from platform_core.serve_config import for_local_run, load_config
 from protocols.events import ChatEvent, Done, Error, Metadata, ToolResult, parse_sse_lines
-from tests.support.stack import POSTGRES_URL, ROOT, ServeStack, postgres_reachable
+from tests.support.stack import POSTGRES_URL, ROOT, ServeStack, deployed_over, postgres_reachable
 
 # The first test of each database also waits for the whole config to restart (minutes on 2 cores).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -113,20 +113,10 @@ def auth_stack(
         offline=True,
         env={"PYTHONPATH": str(ROOT), "AUTH": "on", "DATABASE_URL": database_url},
     )
-    original = {
-        name: stack.apps[name] for name in (a["name"] for a in config["applications"]) if name in stack.apps
-    }
-    stack.deploy(config, timeout_s=900)  # every app restarts: new env vars, new worker processes
-    for route in READY_ROUTES:
-        stack.wait_ready(route)  # health is public, and each agent found its tools with the platform token
-    try:
+    # Every app restarts: new env vars, new worker processes. Health is public, and each agent found its
+    # tools with the platform token once it is ready.
+    with deployed_over(stack, config, READY_ROUTES):
         yield AuthStack(stack, database_url, uuid.uuid4().hex[:8])
-    finally:
-        added = [a["name"] for a in config["applications"] if a["name"] not in original]
-        if original:
-            stack.deploy({"applications": list(original.values())}, timeout_s=900)
-        if added:
-            stack.remove(*added)
 
 
 def test_every_route_needs_a_credential_but_health_and_cards(auth_stack: AuthStack) -> None:

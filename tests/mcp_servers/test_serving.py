@@ -177,3 +177,22 @@ def test_factory_must_return_an_unserved_server() -> None:
 
     with pytest.raises(ValueError, match="streamable_http_app"):
         create_mcp_asgi_app(used)
+
+
+async def test_a_tool_call_runs_in_the_trace_its_meta_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session outlives the run that calls a tool: the run's context travels in the call's _meta."""
+    from tests.support.otlp import tracing_into_receiver
+
+    with tracing_into_receiver(monkeypatch, "mcp_echo") as receiver:
+        with ServerThread(RoutePrefix(create_mcp_asgi_app(echo_server), PREFIX)) as served:
+            async with mcp_session(served.url + PREFIX + "/mcp") as session:
+                run = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+                result = await session.call_tool("shout", {"text": "hi"}, meta={"traceparent": run})
+                await session.call_tool("echo", {"text": "no trace of its own"})
+        assert tool_text(result) == "HI"
+    tools = {
+        s.attributes["gen_ai.tool.name"]: s for s in receiver.spans if s.name.startswith("execute_tool ")
+    }
+    assert (tools["shout"].trace_id, tools["shout"].parent_span_id) == ("ab" * 16, "cd" * 8)
+    assert tools["shout"].attributes["agent.tool.status"] == "ok" and tools["shout"].service == "mcp_echo"
+    assert tools["echo"].trace_id != "ab" * 16 and tools["echo"].parent_span_id == ""  # a trace of its own

@@ -68,6 +68,7 @@ class PlaybookLLM:
     app: FastAPI
     playbooks: dict[str, Playbook]
     requests: list[dict[str, Any]]
+    traceparents: list[str | None]  # each request's W3C trace context, as it came
 
 
 def _turn_index(messages: list[dict[str, Any]]) -> tuple[str, int]:
@@ -89,6 +90,7 @@ def create_playbook_llm() -> PlaybookLLM:
     app = FastAPI()
     playbooks: dict[str, Playbook] = {}
     requests: list[dict[str, Any]] = []
+    traceparents: list[str | None] = []
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -98,6 +100,7 @@ def create_playbook_llm() -> PlaybookLLM:
     async def completions(request: Request) -> JSONResponse | StreamingResponse:
         body = await request.json()
         requests.append(body)
+        traceparents.append(request.headers.get("traceparent"))
         user, index = _turn_index(body["messages"])
         playbook = playbooks.get(user, Playbook(turns=[Turn(text=f"You said: {user}")]))
         turn = playbook.next_turn(index)
@@ -173,7 +176,7 @@ def create_playbook_llm() -> PlaybookLLM:
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
 
-    return PlaybookLLM(app=app, playbooks=playbooks, requests=requests)
+    return PlaybookLLM(app=app, playbooks=playbooks, requests=requests, traceparents=traceparents)
 
 
 # --- a small MCP server -----------------------------------------------------------------------------

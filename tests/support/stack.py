@@ -9,6 +9,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,26 @@ def weather_replica(base_url: str) -> str:
     )
     assert response.status_code == 200, response.text
     return response.headers["x-replica-id"]
+
+
+@contextmanager
+def deployed_over(
+    stack: ServeStack, config: dict[str, Any], ready_routes: Iterable[str], *, timeout_s: float = 900
+) -> Iterator[ServeStack]:
+    """``config`` deployed over what runs now, until the block ends; then the earlier apps come back.
+
+    For a whole config with other environment variables (auth on, an exporter): every app restarts,
+    and again at the end. ``ready_routes`` are waited for before the block runs.
+    """
+    names = [app["name"] for app in config["applications"]]
+    original = {name: stack.apps[name] for name in names if name in stack.apps}
+    stack.deploy(config, timeout_s=timeout_s)
+    for route in ready_routes:
+        stack.wait_ready(route)
+    try:
+        yield stack
+    finally:
+        if original:
+            stack.deploy({"applications": list(original.values())}, timeout_s=timeout_s)
+        if added := [name for name in names if name not in original]:
+            stack.remove(*added)

@@ -67,7 +67,11 @@ async def test_real_chat_app_stream_renders_a_finished_tool_step(real_agent, cli
     step = next(m for m in messages if is_step(m))
     assert step["metadata"]["title"] == "Tool echo · ok" and "echo: hi" in step["content"]
     assert messages[-1]["content"].startswith("The tool echoed hi back.")
-    assert re.search(r"\*Tokens: \d+ prompt \+ \d+ completion\*$", messages[-1]["content"])
+    # The usage line names the run's trace, to look it up in the trace viewer.
+    line = re.search(
+        r"\*Tokens: \d+ prompt \+ \d+ completion · trace ([0-9a-f]{32})\*$", messages[-1]["content"]
+    )
+    assert line and line.group(1) == events[0].trace_id
     assert renderer.thread_id == events[0].thread_id
 
 

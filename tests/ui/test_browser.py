@@ -169,7 +169,9 @@ def test_travel_conversation_streams_steps_and_survives_a_reload(ui_stack: Serve
     expect(chat).to_contain_text(WEATHER_STEP)
     expect(chat).to_contain_text(RESEARCH_STEP)
     expect(chat).to_contain_text(PACKING_STEP)
-    expect(chat).to_contain_text(re.compile(r"Tokens: [1-9]\d* prompt \+ [1-9]\d* completion"))
+    expect(chat).to_contain_text(
+        re.compile(r"Tokens: [1-9]\d* prompt \+ [1-9]\d* completion · trace [0-9a-f]{32}")
+    )
     text = chat.inner_text()
     assert "Lisbon" in text.split(PACKING_STEP, 1)[1]  # the itinerary below the steps
     assert "⚠" not in text, text  # no error notes

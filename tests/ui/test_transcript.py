@@ -13,6 +13,7 @@ from ui.transcript import (
     PREVIEW_CHARS,
     WORD_JOINER,
     AnswerRenderer,
+    ChatMessage,
     is_step,
     render_history,
     safe_markdown,
@@ -80,6 +81,12 @@ def test_tokens_stream_into_one_answer_then_usage_is_appended() -> None:
     )
     assert messages[0]["content"] == "Sunny all week.\n\n*Tokens: 90 prompt + 7 completion*"
     assert renderer.usage == Usage(prompt_tokens=90, completion_tokens=7) and renderer.finished
+
+    traced: list[ChatMessage] = []
+    renderer = AnswerRenderer(traced)
+    renderer.apply(Metadata(thread_id="t", run_id="r", agent="weather", trace_id="ab" * 16))
+    renderer.apply(Done(thread_id="t", answer="Rain.", usage=Usage(prompt_tokens=3, completion_tokens=1)))
+    assert traced[0]["content"] == f"Rain.\n\n*Tokens: 3 prompt + 1 completion · trace {'ab' * 16}*"
 
 
 def test_text_after_a_step_is_a_new_message_below_it() -> None:
