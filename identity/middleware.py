@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity.gate import AuthGate
 from identity.service import Caller
-from platform_core.api_errors import APIError, replay
+from platform_core.api_errors import APIError, relative_path, replay
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +47,6 @@ def openai_error(exc: APIError) -> Response:
     if exc.code != "rate_limited":
         headers["x-should-retry"] = "false"  # the openai SDK's retry opt-out: a spent budget stays spent
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-
-def relative_path(scope: Scope) -> str:
-    """The request path below the app's route prefix (Serve puts the prefix in ``root_path``)."""
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
 
 
 def delegation_of(scope: Scope) -> str | None:

@@ -215,6 +215,15 @@ class RequestBodyLimit:
         await response(scope, receive, send)
 
 
+def relative_path(scope: Scope) -> str:
+    """The request path below the app's route prefix (Serve puts the prefix in ``root_path``)."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
 def replay(messages: list[Message], receive: Receive) -> Receive:
     """A ``receive`` that gives the app ``messages`` (read already), then the client's later ones."""
     pending = list(messages)

@@ -10,8 +10,8 @@ endpoint never fails or slows a request; its spans are dropped with one warning 
 
 **Off** (no endpoint), the SDK is not even imported. A trace id flows all the same: every request gets
 one, the caller's (an incoming ``traceparent`` is honoured) or a fresh random one, and every outgoing
-hop carries it on, so the ``metadata`` event's ``trace_id`` and the ``X-Trace-Id`` header tie one
-request's logs together across every app.
+hop carries it on, so the ``metadata`` event's ``trace_id`` and the ``X-Trace-Id`` header name one
+request the same way in every app it reaches.
 
 Two pieces do the work: :class:`TracingMiddleware` (ASGI; the request's server span, made current for
 everything the request does) and :func:`inject_trace_context` (an httpx request hook: the current
@@ -31,6 +31,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from platform_core.api_errors import relative_path
 
 logger = logging.getLogger(__name__)
 
@@ -210,12 +212,10 @@ class TracingMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request inside its span."""
-        path = str(scope.get("path", ""))
-        root = str(scope.get("root_path", ""))
-        relative = path[len(root) :] if root and path.startswith(root) else path
-        if scope["type"] != "http" or relative in self.public_paths:
+        if scope["type"] != "http" or relative_path(scope) in self.public_paths:
             await self.app(scope, receive, send)
             return
+        path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         method = str(scope.get("method", "GET"))
         attributes = {"http.request.method": method, "url.path": path}
@@ -227,7 +227,8 @@ class TracingMiddleware:
                     span.set_attribute("http.response.status_code", int(message["status"]))
                     if trace_id:
                         message.setdefault("headers", [])
-                        message["headers"] = [*message["headers"], (b"x-trace-id", trace_id.encode())]
+                        header = (TRACE_ID_HEADER.lower().encode(), trace_id.encode())
+                        message["headers"] = [*message["headers"], header]
                 await send(message)
 
             await self.app(scope, receive, send_with_trace_id)
