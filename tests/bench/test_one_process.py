@@ -37,8 +37,8 @@ async def _travel(base_url: str) -> None:
         client = ChatClient(f"{base_url}/travel-agent", http=http)
         trace = await trace_chat(client, TRAVEL_TEXT)
         assert trace.error is None and trace.done_s is not None
-        # The travel agent delegated to both agents over A2A, inside the one process.
-        assert {c.name for c in trace.calls} == {"a2a_weather", "a2a_research"}
+        # The travel agent delegated to its three agents over A2A, inside the one process.
+        assert {c.name for c in trace.calls} == {"a2a_weather", "a2a_research", "a2a_packing"}
         assert all(r.status == "ok" for r in trace.results), trace.results
         assert trace.answer is not None and "Lisbon" in trace.answer.text
         # Its final model request, rebuilt from the events, gives the scripted model's same answer.
