@@ -116,6 +116,26 @@ class RequireScope:
                 await self.gate.count_tokens(caller, *meter.usage)
 
 
+async def read_json_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """The request's messages as read (to replay them) and its whole body.
+
+    The body is None when it is larger than :data:`MAX_JSON_BODY_BYTES` or the client left before its
+    end (then the last message says so).
+    """
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        size += len(message.get("body", b""))
+        if size > MAX_JSON_BODY_BYTES:
+            return messages, None
+        if not message.get("more_body", False):
+            return messages, b"".join(m.get("body", b"") for m in messages)
+
+
 async def ask_for_usage(scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
     """A streamed completion request with ``stream_options.include_usage`` set, so its tokens count.
 
@@ -124,32 +144,22 @@ async def ask_for_usage(scope: Scope, receive: Receive) -> tuple[Scope, Receive]
     """
     if scope.get("method") != "POST":
         return scope, receive
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client left: let the app see it
-            return scope, replay([message], receive)
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > MAX_JSON_BODY_BYTES or not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    more = size > MAX_JSON_BODY_BYTES
-    if not more:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        if isinstance(document, dict) and document.get("stream") is True:
-            options = document.get("stream_options")
-            options = dict(options) if isinstance(options, dict) else {}
-            if options.get("include_usage") is not True:
-                document["stream_options"] = {**options, "include_usage": True}
-                body = json.dumps(document).encode()
-                headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
-                scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
-    first: Message = {"type": "http.request", "body": body, "more_body": more}
+    messages, body = await read_json_body(receive)
+    if body is None:  # too large, or the client left: the app sees what came, as it came
+        return scope, replay(messages, receive)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and document.get("stream") is True:
+        options = document.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        if options.get("include_usage") is not True:
+            document["stream_options"] = {**options, "include_usage": True}
+            body = json.dumps(document).encode()
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+    first: Message = {"type": "http.request", "body": body, "more_body": False}
     return scope, replay([first], receive)
 
 

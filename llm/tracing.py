@@ -12,25 +12,9 @@ from typing import Any
 from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from identity.middleware import MAX_JSON_BODY_BYTES, UsageMeter
+from identity.middleware import UsageMeter, read_json_body
 from platform_core.api_errors import replay
 from platform_core.telemetry import tracer, tracing_on
-
-
-async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
-    """The request's messages (to replay) and its body, None when too large or cut short."""
-    messages: list[Message] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages, None
-        size += len(message.get("body", b""))
-        if size > MAX_JSON_BODY_BYTES:
-            return messages, None
-        if not message.get("more_body", False):
-            return messages, b"".join(m.get("body", b"") for m in messages)
 
 
 def _model_of(body: bytes | None) -> str | None:
@@ -54,7 +38,7 @@ class GenAISpanMiddleware:
         if not is_completion or scope.get("method") != "POST" or not tracing_on():
             await self.app(scope, receive, send)
             return
-        messages, body = await _read_body(receive)
+        messages, body = await read_json_body(receive)
         model = _model_of(body) or "unknown"
         attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
         with tracer().start_as_current_span(f"chat {model}", attributes=attributes) as span:

@@ -149,11 +149,6 @@ def trace_id_of(span: Span) -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
-def current_trace_id() -> str | None:
-    """The trace id of the current context, None outside any request."""
-    return trace_id_of(trace.get_current_span())
-
-
 def _untraced_span(parent: otel_context.Context) -> Span:
     """With tracing off: a non-recording span in the caller's trace, or in a fresh one."""
     caller = trace.get_current_span(parent).get_span_context()
