@@ -11,6 +11,8 @@ OFFLINE ?=
 # TRACES=1: every app of `make run` / `make run-multi` exports its traces to the local viewer (`make traces`).
 TRACES ?=
 TRACES_PORT ?= 6006
+# Ray's Prometheus endpoint (Serve's metrics and the platform's agent_*) of `make run` and `make up`.
+METRICS_PORT ?= 8080
 PYTEST_ARGS ?=
 # The config of `make up` / `make deploy` (default serve_multi_config.yaml) or `make anyscale-deploy`.
 CONFIG ?=
@@ -52,15 +54,16 @@ install-gpu: ## Add the GPU extra (ray[llm], vLLM) for the vllm LLM backend; lat
 
 # Commands run from .venv/bin, not `uv run`: under `uv run`, Ray ships the working dir to its workers and
 # builds them a second venv. `serve run` starts a local Ray cluster (GCS on a free port, so a local Redis
-# on 6379 is no problem).
+# on 6379 is no problem); platform_core.serve_run starts it first with Ray's metrics on METRICS_PORT.
 BIN := $(VENV)/bin
 define serve_run
 	@mkdir -p $(RUN_DIR)
 	$(BIN)/python -m platform_core.serve_config $(1) --port $(PORT) $(if $(OFFLINE),--offline) -o $(RUN_DIR)/$(notdir $(1))
 	@echo "Serving $(1) on http://127.0.0.1:$(PORT) $(if $(OFFLINE),(OFFLINE: scripted model + sample upstream data))"
 	@echo "Web UI: http://127.0.0.1:$(PORT)/ui/  (ready once 'Deployed app ui' appears below)"
+	@echo "Metrics: http://127.0.0.1:$(METRICS_PORT)/metrics  (Prometheus; METRICS_PORT sets the port)"
 	$(if $(TRACES),@echo "Traces: exported to http://127.0.0.1:$(TRACES_PORT) (start the viewer with make traces)")
-	$(if $(TRACES),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$(TRACES_PORT)) $(BIN)/serve run $(RUN_DIR)/$(notdir $(1))
+	$(if $(TRACES),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$(TRACES_PORT)) $(BIN)/python -m platform_core.serve_run $(RUN_DIR)/$(notdir $(1)) --metrics-port $(METRICS_PORT)
 endef
 
 run: install ## Start the single-agent stack (serve_config.yaml); OFFLINE=1 for offline mode
@@ -79,7 +82,7 @@ CLUSTER = $(BIN)/python -m platform_core.cluster
 LOCAL_CONFIG = $(or $(CONFIG),serve_multi_config.yaml)
 
 up: install ## Start a background Ray head and serve deploy CONFIG (default serve_multi_config.yaml); OFFLINE=1
-	$(CLUSTER) up --config $(LOCAL_CONFIG) --port $(PORT) $(if $(OFFLINE),--offline)
+	$(CLUSTER) up --config $(LOCAL_CONFIG) --port $(PORT) --metrics-port $(METRICS_PORT) $(if $(OFFLINE),--offline)
 
 deploy: install ## Apply CONFIG to the running cluster in place (a roll-out: the apps keep serving); OFFLINE=1
 	$(CLUSTER) deploy --config $(LOCAL_CONFIG) $(if $(OFFLINE),--offline)

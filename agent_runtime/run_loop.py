@@ -26,12 +26,14 @@ from typing import Any, Self
 from opentelemetry import trace
 
 from agent_runtime.llm_client import LLMClient
+from agent_runtime.metrics import RunMetrics
 from agent_runtime.runner_base import BaseAgentRunner, RunnerHealth
 from agent_runtime.spec import AgentRuntimeArgs, AgentSpec
 from agent_runtime.tools.sources import ToolSource
 from agent_runtime.tracing import ToolSpans
 from agent_runtime.translation import EventTranslator
 from identity.delegation import acting_for
+from platform_core.logs import run_log_fields
 from platform_core.telemetry import trace_id_of, tracer
 from protocols.events import ChatEvent, Done, Error, Metadata, PriorTurn, Token
 
@@ -143,9 +145,10 @@ class QueuedAgentRunner(BaseAgentRunner):
         started = time.monotonic()
         ledger = EventTranslator()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        # The task copies the context as it is now: the run's delegation, and its span as the parent of
-        # every call it makes.
-        with acting_for(delegation), trace.use_span(span, end_on_exit=False):
+        ids = {"run_id": run_id, "thread_id": thread_id, "agent": self.name}
+        # The task copies the context as it is now: the run's delegation, its span as the parent of
+        # every call it makes, its ids on every log line.
+        with acting_for(delegation), trace.use_span(span, end_on_exit=False), run_log_fields(**ids):
             producer = asyncio.create_task(
                 self._feed(user_request, thread_id, ledger, queue, history), name=f"agent-run-{run_id}"
             )
@@ -153,6 +156,7 @@ class QueuedAgentRunner(BaseAgentRunner):
         error: Error | None = None
         finished = False
         tool_spans = ToolSpans(span)
+        metrics = RunMetrics(self.name)
         try:
             async for item in _drain(queue, started, self.run_timeout_s):
                 if isinstance(item, _Stopped):
@@ -162,21 +166,29 @@ class QueuedAgentRunner(BaseAgentRunner):
                     error = item  # the run's failure: its end mark follows
                     continue
                 tool_spans.observe(item)
+                metrics.observe(item)
                 yield item
             finished = True
         finally:
             if watcher is not None:
                 watcher.cancel()
-            await _stop(producer)
-            if not finished:
-                logger.info("run %s thread %s: stopped by the caller (client gone)", run_id, thread_id)
-            tool_spans.close()
-            span.set_attribute("agent.outcome", error.code if error else "ok" if finished else "stopped")
-            span.end()
+            outcome = error.code if error else "ok" if finished else "stopped"
+            try:
+                await _stop(producer)  # a caller that went away may cancel this wait too
+            finally:
+                if not finished:
+                    logger.info(
+                        "run %s thread %s: stopped by the caller (client gone)", run_id, thread_id, extra=ids
+                    )
+                tool_spans.close()
+                span.set_attribute("agent.outcome", outcome)
+                span.end()
+                metrics.finish(outcome, ledger.usage, self.llm.model_id_if_known)
         if error is not None:
             yield error
-        outcome = error.code if error else "ok"
-        logger.info("run %s thread %s: %s in %.1fs", run_id, thread_id, outcome, time.monotonic() - started)
+        duration_s = round(time.monotonic() - started, 3)
+        extra = {**ids, "outcome": outcome, "duration_s": duration_s}
+        logger.info("run %s thread %s: %s in %.1fs", run_id, thread_id, outcome, duration_s, extra=extra)
         yield Done(thread_id=thread_id, answer=ledger.final_answer(), usage=ledger.usage)
 
     async def _feed(

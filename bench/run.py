@@ -7,6 +7,8 @@ Figures (printed, and written as JSON with the machine's core count):
   (:mod:`bench.mcp_ratio`);
 - ``hop_p50_ms``, ``proxy_only_p50_ms``: a trivial route through the proxy, the proxy alone
   (:mod:`bench.hops`);
+- ``tracing_off_us_per_hop``, ``tracing_off_overhead_pct``: what tracing's instrumentation costs a hop
+  while tracing is off, in microseconds and as a share of ``hop_p50_ms`` (:mod:`bench.tracing_cost`);
 - ``token_relay_ratio``: a long answer's rate through an agent's ``/chat`` over its rate from ``/llm``;
 - ``travel_ratio``: travel chats' median time to ``done`` on Serve over the same flow in one process
   (:mod:`bench.one_process`, started after the Serve stack has stopped);
@@ -30,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import hops
+from bench import hops, tracing_cost
 from bench.load import DEFAULT_TEXT, LevelResult, describe
 from bench.load import run as run_levels
 from bench.mcp_ratio import describe as describe_ratio
@@ -49,6 +51,9 @@ async def measure(base_url: str, levels: list[int], requests: int, ratio_chats: 
     hop = await hops.hop_p50_ms(base_url)
     proxy_only = await hops.hop_p50_ms(base_url, route=hops.PROXY_ROUTE)
     logger.info("hop p50 %.2f ms (the proxy alone %.2f ms)", hop, proxy_only)
+    tracing_us = await tracing_cost.us_per_hop()
+    tracing_pct = round(tracing_us / (hop * 1000) * 100, 2) if hop else None
+    logger.info("tracing off: %.1f us per hop, %s %% of a hop", tracing_us, tracing_pct)
     relay = await hops.token_relay(base_url)
     logger.info("token relay: %s", relay)
     travel = await hops.flow_p50_s(base_url)
@@ -67,6 +72,8 @@ async def measure(base_url: str, levels: list[int], requests: int, ratio_chats: 
         "cold_start_s": None,
         "hop_p50_ms": hop,
         "proxy_only_p50_ms": proxy_only,
+        "tracing_off_us_per_hop": tracing_us,
+        "tracing_off_overhead_pct": tracing_pct,
         "mcp_call_ratio": ratio.mcp_call_ratio,
         "mcp_tools": [asdict(t) for t in ratio.tools],
         **relay,
@@ -135,7 +142,14 @@ def main() -> None:
     args.output.write_text(json.dumps(figures, indent=2) + "\n")
     for level in figures["levels"]:
         logger.info(describe(LevelResult(**level)))
-    keys = ("cold_start_s", "hop_p50_ms", "mcp_call_ratio", "token_relay_ratio", "travel_ratio")
+    keys = (
+        "cold_start_s",
+        "hop_p50_ms",
+        "tracing_off_overhead_pct",
+        "mcp_call_ratio",
+        "token_relay_ratio",
+        "travel_ratio",
+    )
     summary = ", ".join(f"{key} {figures.get(key)}" for key in (*keys, "throughput_50_vs_1"))
     logger.info("%s; written to %s", summary, args.output)
 

@@ -13,7 +13,7 @@ from identity.gate import AuthGate
 from identity.middleware import RequireScope, openai_error
 from identity.scopes import LLM
 from llm.tracing import GenAISpanMiddleware
-from platform_core.telemetry import TracingMiddleware, setup_tracing
+from platform_core.telemetry import TracingMiddleware, setup_telemetry
 
 
 def guard_llm_app(app: FastAPI, gate: AuthGate | None = None) -> FastAPI:
@@ -21,7 +21,7 @@ def guard_llm_app(app: FastAPI, gate: AuthGate | None = None) -> FastAPI:
     app.add_middleware(
         RequireScope, gate=gate or AuthGate(), scope=LLM, meter_tokens=True, render=openai_error
     )
-    setup_tracing("llm")
+    setup_telemetry("llm")
     app.add_middleware(GenAISpanMiddleware)  # each completion's span, around the metering
     app.add_middleware(TracingMiddleware)  # added last: the outermost, so refusals carry a trace id too
     return app

@@ -45,7 +45,7 @@ from platform_core.deployment import (
     TargetOngoingRequests,
 )
 from platform_core.settings import get_settings
-from platform_core.telemetry import TracingMiddleware, setup_tracing
+from platform_core.telemetry import TracingMiddleware, setup_telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def create_mcp_asgi_app(
     """
     args = args or MCPScalingArgs()
     server = server_factory()
-    setup_tracing(f"mcp_{server.name}")
+    setup_telemetry(f"mcp_{server.name}")
     _require_fresh(server)
     trace_tool_calls(server)
     server.settings.stateless_http = True

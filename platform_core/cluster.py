@@ -4,8 +4,8 @@
 Ray head running in the background and applies configs to it with ``serve deploy``, so a config change
 rolls out while the apps keep serving, exactly as on a production cluster:
 
-- ``up``: start a Ray head (GCS and dashboard on free loopback ports, never 6379) unless one of ours is
-  running, then ``deploy``;
+- ``up``: start a Ray head (GCS and dashboard on free loopback ports, never 6379; Ray's Prometheus
+  metrics on ``--metrics-port``, default 8080) unless one of ours is running, then ``deploy``;
 - ``deploy``: the config through :func:`platform_core.serve_config.for_local_run` (port, ``OFFLINE``),
   ``serve deploy`` to the running head, then wait until every app is ``RUNNING`` (or one failed);
 - ``status``: each app, its status, and each deployment's replicas by state;
@@ -41,6 +41,7 @@ import httpx
 import yaml
 
 from platform_core.serve_config import for_local_run, load_config
+from platform_core.serve_run import DEFAULT_METRICS_PORT, metrics_url
 
 logger = logging.getLogger("platform_core.cluster")
 
@@ -86,6 +87,7 @@ class ClusterState:
     dashboard_port: int
     http_port: int
     temp_dir: str
+    metrics_port: int | None = None
 
     @property
     def dashboard_url(self) -> str:
@@ -162,7 +164,7 @@ def _wait_dashboard(files: ClusterFiles, state: ClusterState, process: subproces
     raise ClusterError(f"the Ray dashboard did not answer within {START_TIMEOUT_S:.0f}s; see {log_path}")
 
 
-def up(files: ClusterFiles, http_port: int, num_cpus: float) -> ClusterState:
+def up(files: ClusterFiles, http_port: int, num_cpus: float, metrics_port: int) -> ClusterState:
     """Start a Ray head of ours in the background (or find the one running)."""
     running = read_state(files)
     if running is not None:
@@ -176,7 +178,7 @@ def up(files: ClusterFiles, http_port: int, num_cpus: float) -> ClusterState:
         _bin("ray"), "start", "--head", "--block",
         f"--port={gcs_port}", f"--num-cpus={num_cpus:g}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
-        f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        f"--temp-dir={temp_dir}", "--disable-usage-stats", f"--metrics-export-port={metrics_port}",
     ]  # fmt: skip
     _new_token(files)
     env = {**ray_env(files), "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
@@ -184,7 +186,7 @@ def up(files: ClusterFiles, http_port: int, num_cpus: float) -> ClusterState:
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    state = ClusterState(process.pid, gcs_port, dashboard_port, http_port, str(temp_dir))
+    state = ClusterState(process.pid, gcs_port, dashboard_port, http_port, str(temp_dir), metrics_port)
     try:
         _wait_dashboard(files, state, process)
     except ClusterError:
@@ -192,8 +194,9 @@ def up(files: ClusterFiles, http_port: int, num_cpus: float) -> ClusterState:
         raise
     files.state.write_text(json.dumps(asdict(state)))
     logger.info(
-        "Ray head up: GCS 127.0.0.1:%d, dashboard %s (log: %s)", gcs_port, state.dashboard_url, log_path
-    )
+        "Ray head up: GCS 127.0.0.1:%d, dashboard %s, metrics %s (log: %s)",
+        gcs_port, state.dashboard_url, metrics_url(metrics_port), log_path,
+    )  # fmt: skip
     return state
 
 
@@ -307,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.add_argument("--no-wait", action="store_true", help="return once the config is submitted")
     sub.choices["up"].add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy")
     sub.choices["up"].add_argument(
+        "--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="Prometheus port of Ray's metrics"
+    )
+    sub.choices["up"].add_argument(
         "--num-cpus", type=float, default=max(8, 4 * (os.cpu_count() or 1)), help="logical CPUs of the head"
     )
     sub.add_parser("status")
@@ -317,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = ClusterFiles(args.run_dir.resolve())
     try:
         if args.command == "up":
-            state = up(files, args.port, args.num_cpus)
+            state = up(files, args.port, args.num_cpus, args.metrics_port)
             deploy(files, args.config, offline=args.offline, wait=not args.no_wait)
             logger.info("serving on http://127.0.0.1:%d", state.http_port)
         elif args.command == "deploy":

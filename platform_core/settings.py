@@ -62,7 +62,9 @@ class PlatformSettings(BaseSettings):
     brave_api_key: SecretStr | None = Field(
         default=None, description="Brave Search API key of the web search MCP server's brave_search tool."
     )
-    log_level: str = Field(default="INFO", description="Log level of every component.")
+    log_level: str = Field(
+        default="INFO", description="Level of the platform's own loggers (in Serve's log files)."
+    )
     database_url: SecretStr | None = Field(
         default=None,
         description="Where conversations, A2A tasks and run claims live, shared by every replica: "

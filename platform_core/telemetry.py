@@ -14,9 +14,10 @@ hop carries it on, so the ``metadata`` event's ``trace_id`` and the ``X-Trace-Id
 request the same way in every app it reaches.
 
 Two pieces do the work: :class:`TracingMiddleware` (ASGI; the request's server span, made current for
-everything the request does) and :func:`inject_trace_context` (an httpx request hook: the current
-context as ``traceparent`` on outgoing calls). A message sent on a connection that outlives the request
-(an MCP session) carries the context in its own metadata instead: :func:`trace_carrier`.
+everything the request does) and :data:`TRACE_HOOKS` (httpx hooks: the context as ``traceparent`` on
+outgoing calls, each in a client span of its own while tracing is on). A message sent on a connection
+that outlives the request (an MCP session) carries the context in its own metadata instead:
+:func:`trace_carrier`.
 """
 
 import logging
@@ -29,10 +30,11 @@ from typing import Any
 import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, StatusCode, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_core.api_errors import relative_path
+from platform_core.logs import route_into_serve_logs
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,12 @@ class _FirstOnly(logging.Filter):
             return False
         self.seen = True
         return True
+
+
+def setup_telemetry(default_service_name: str) -> bool:
+    """An app's start-up: its logs into Serve's (:mod:`platform_core.logs`), then :func:`setup_tracing`."""
+    route_into_serve_logs()
+    return setup_tracing(default_service_name)
 
 
 def setup_tracing(default_service_name: str) -> bool:
@@ -178,9 +186,40 @@ def server_span(
         otel_context.detach(token)
 
 
+_CLIENT_SPAN = "platform_client_span"  # the request extension that holds a call's client span
+
+
 async def inject_trace_context(request: httpx.Request) -> None:
-    """An httpx request hook: the current trace context as ``traceparent`` (and ``tracestate``)."""
-    request.headers.update(trace_carrier())
+    """An httpx request hook: the call's trace context as ``traceparent`` (and ``tracestate``).
+
+    With tracing on, the call gets a client span (``GET``, ``POST`` ...; the URL, the server, the status)
+    and the server's span becomes its child; :func:`end_client_span` ends it when the response's headers
+    arrive. A call that gets no response (refused, timed out) leaves no client span: its caller's span
+    (the tool call, the run) records the failure.
+    """
+    if not tracing_on():
+        request.headers.update(trace_carrier())
+        return
+    attributes: dict[str, str | int] = {
+        "http.request.method": request.method,
+        "url.full": str(request.url.copy_with(query=None)),
+        "server.address": request.url.host,
+        "server.port": request.url.port or (443 if request.url.scheme == "https" else 80),
+    }
+    span = tracer().start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
+    request.extensions[_CLIENT_SPAN] = span
+    propagate.inject(request.headers, context=trace.set_span_in_context(span))
+
+
+async def end_client_span(response: httpx.Response) -> None:
+    """An httpx response hook: end the call's client span with the response's status."""
+    span = response.request.extensions.pop(_CLIENT_SPAN, None)
+    if span is None:
+        return
+    span.set_attribute("http.response.status_code", response.status_code)
+    if response.status_code >= 500:
+        span.set_status(StatusCode.ERROR)
+    span.end()
 
 
 def trace_carrier() -> dict[str, str]:
@@ -190,7 +229,7 @@ def trace_carrier() -> dict[str, str]:
     return carrier
 
 
-TRACE_HOOKS: dict[str, list[Any]] = {"request": [inject_trace_context]}
+TRACE_HOOKS: dict[str, list[Any]] = {"request": [inject_trace_context], "response": [end_client_span]}
 """``event_hooks`` for an ``httpx.AsyncClient`` whose calls continue the current trace."""
 
 

@@ -10,6 +10,7 @@ from ray import serve
 from ray.serve import Application
 
 from platform_core.config_version import with_config_version
+from platform_core.logs import route_into_serve_logs
 from sample_upstream.weather import router as weather_router
 from sample_upstream.web import router as web_router
 
@@ -31,6 +32,7 @@ class SampleUpstreamReplica:
     """One replica serving :func:`create_app` behind the Serve proxy at ``/sample-upstream``."""
 
     def __init__(self) -> None:
+        route_into_serve_logs()
         self._app = create_app()
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -18,7 +18,7 @@ from ray.serve import Application
 
 from identity import OIDCSettings
 from platform_core.config_version import with_config_version
-from platform_core.settings import get_settings
+from platform_core.logs import route_into_serve_logs
 from ui.blocks import CSS, build_blocks
 from ui.client import AgentClient
 from ui.config import UIArgs, get_ui_settings
@@ -91,7 +91,7 @@ class UIDeployment:
     """The UI's only replica (Gradio's event queue lives in process); :func:`build_app` deploys it."""
 
     def __init__(self, args: UIArgs) -> None:
-        logging.getLogger("ui").setLevel(get_settings().log_level.upper())
+        route_into_serve_logs()
         self._app = create_ui_app(args)
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -79,7 +79,7 @@ from platform_core.deployment import (
     ServeDeploymentArgs,
 )
 from platform_core.settings import get_settings
-from platform_core.telemetry import TracingMiddleware, setup_tracing
+from platform_core.telemetry import TracingMiddleware, setup_telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def create_a2a_app(
     this process's memory. ``gate`` decides on credentials (default: ``AUTH``; :mod:`.access`).
     """
     gate = gate or AuthGate()
-    setup_tracing(f"a2a_{spec.name}")
+    setup_telemetry(f"a2a_{spec.name}")
     agent_url = resolve_url(spec.agent_url).rstrip("/")
     card = build_agent_card(spec, public_url(spec, public_base_url))
     store: TaskStore | VersionedDatabaseTaskStore = task_store or InMemoryTaskStore()
@@ -351,8 +351,6 @@ class A2AAgentReplica:
     """One replica of an A2A app; the ASGI app (and its protobuf card) is built on the replica."""
 
     def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
-        for name in ("agent_runtime", "protocols"):
-            logging.getLogger(name).setLevel(get_settings().log_level.upper())
         database = Database(pool_size=get_settings().database_pool_size)
         self._app = create_a2a_app(A2AAgentSpec.model_validate(spec), **options, database=database)
 

@@ -293,6 +293,13 @@ class ChatAgentExecutor(AgentExecutor):
             message = updater.new_agent_message([new_text_part(done.answer)], metadata={"usage": usage})
             await updater.update_status(TaskState.TASK_STATE_COMPLETED, message, metadata=_run_metadata(run))
             trace.get_current_span().set_attribute("a2a.task.state", "completed")
+            # a2a_ prefixed: Serve drops a record's "task_id" (its name for Ray's own task id).
+            extra = {
+                "a2a_task_id": updater.task_id,
+                "a2a_context_id": updater.context_id,
+                "thread_id": thread_id,
+            }
+            logger.info("task %s completed (thread %s)", updater.task_id, thread_id, extra=extra)
 
     def _stream_failure(self, exc: ChatStreamError) -> str:
         """The task's failure text for an exchange with the agent that broke."""

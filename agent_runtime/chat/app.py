@@ -70,7 +70,7 @@ from platform_core.deployment import (
 )
 from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
-from platform_core.telemetry import TracingMiddleware, setup_tracing
+from platform_core.telemetry import TracingMiddleware, setup_telemetry
 from protocols.events import (
     MAX_PRIOR_TURNS,
     THREAD_ID_PATTERN,
@@ -187,7 +187,7 @@ def create_chat_app(
     closed at shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, they
     stay in this process. ``gate`` decides on credentials (default: ``AUTH``).
     """
-    setup_tracing(f"{runner.name}_agent")
+    setup_telemetry(f"{runner.name}_agent")
     routes = _ChatRoutes(runner, ping_s=ping_s, gate=gate or AuthGate())
     app = FastAPI(title=f"{runner.name} chat agent", lifespan=_lifespan(routes, database, retention_days))
     app.add_middleware(TracingMiddleware)
@@ -383,7 +383,6 @@ class ChatAgentReplica:
 
     def __init__(self, spec: AgentSpec, args: ChatAgentArgs) -> None:
         settings = get_settings()
-        logging.getLogger("agent_runtime").setLevel(settings.log_level.upper())
         self._app = create_chat_app(
             build_runner(spec, args),
             ping_s=args.ping_s,

@@ -46,8 +46,7 @@ from platform_core.openai_errors import (
     read_json_object,
     validation_error,
 )
-from platform_core.settings import get_settings
-from platform_core.telemetry import TRACE_HOOKS, TracingMiddleware, setup_tracing
+from platform_core.telemetry import TRACE_HOOKS, TracingMiddleware, setup_telemetry
 from protocols.chat_client import ChatClient, ChatClientError, ChatRequestError
 from protocols.events import ChatEvent, is_valid_thread_id
 
@@ -215,7 +214,7 @@ def create_openai_app(
 ) -> FastAPI:
     """The ASGI app over ``agent_urls`` (model id -> the agent's base URL); mount it at ``/openai``."""
     gate = gate or AuthGate()
-    setup_tracing("openai")
+    setup_telemetry("openai")
     http = http or httpx.AsyncClient(
         follow_redirects=False,
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
@@ -247,7 +246,6 @@ class OpenAIAgentsReplica:
     """One replica of the ``/openai`` app; the app is built here, in the replica."""
 
     def __init__(self, args: OpenAIAgentsArgs) -> None:
-        logging.getLogger("agent_runtime").setLevel(get_settings().log_level.upper())
         urls = {name: resolve_url(target).rstrip("/") for name, target in args.agents.items()}
         self._app = create_openai_app(urls)
 

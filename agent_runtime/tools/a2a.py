@@ -17,6 +17,7 @@ from a2a.types import AgentCard
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
+from agent_runtime.metrics import count_delegation
 from agent_runtime.tools.sources import RefreshingToolSource, resolve_url
 from identity.delegation import platform_auth
 from platform_core.errors import describe_error
@@ -86,16 +87,23 @@ def a2a_tool(name: str, url: str, card: AgentCard, *, timeout_s: float = 360.0) 
     credentials = PlatformCredentials(url)
 
     async def ask_agent(query: str) -> str:
+        status = "error"  # an exception none of the cases below names
         try:
             result = await a2a_execute_text(url, query, timeout_s=timeout_s, credentials=credentials)
+            status = "ok"
         except A2AUnavailable as exc:
+            status = "unavailable"
             raise ToolException(f"{label} unavailable: {exc}") from exc
         except A2ATimeout as exc:
+            status = "timeout"
             raise ToolException(f"{label} timed out: {exc}") from exc
         except A2ATaskFailed as exc:
+            status = "failed"
             raise ToolException(f"{label} could not complete the request: {exc}") from exc
         except A2ACallError as exc:
             raise ToolException(f"{label} call failed: {exc}") from exc
+        finally:
+            count_delegation(name, status)
         return result.text
 
     return StructuredTool.from_function(

@@ -1,6 +1,7 @@
 """The SSE chat app over real HTTP: a playbook LLM (OpenAI protocol) and a real MCP server, no Ray."""
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from agent_runtime.tools.mcp import MCPServers
 from identity.delegation import install_signer
 from identity.gate import AuthGate
 from identity.service import IdentityService
+from platform_core.logs import RunFields
 from protocols.events import (
     ChatEvent,
     Done,
@@ -29,6 +31,7 @@ from protocols.events import (
     ToolResult,
     aiter_sse_events,
 )
+from tests.support.metrics import record_agent_metrics
 from tests.support.runtime import (
     PlaybookLLM,
     Turn,
@@ -64,10 +67,11 @@ def make_chat(llm: tuple[PlaybookLLM, ServerThread], mcp_url: str) -> Iterator[C
         llm_url: str | None = None,
         tools: MCPServers | None = None,
         gate: AuthGate | None = None,
+        name: str = "tester",
         **runner_kwargs: Any,
     ) -> str:
         llm_client = LLMClient(llm_url or f"{llm[1].url}/v1", discovery_timeout_s=1.0)
-        spec = AgentSpec(name="tester", system_prompt="You test things.", tools=MCPServers({"test": mcp_url}))
+        spec = AgentSpec(name=name, system_prompt="You test things.", tools=MCPServers({"test": mcp_url}))
         runner = AgentRunner(spec, llm=llm_client, tools=tools, **runner_kwargs)
         server = ServerThread(create_chat_app(runner, ping_s=0.5, gate=gate)).start()
         servers.append(server)
@@ -313,6 +317,57 @@ async def test_parallel_tool_calls(make_chat, llm) -> None:
     }
 
 
+async def test_runs_tool_calls_tokens_and_streams_are_counted(make_chat, llm, monkeypatch) -> None:
+    recorded = record_agent_metrics(monkeypatch)
+    request = playbook(
+        llm, Turn(text="Let me check.", tool_calls=[("echo", {"text": "hi"})]), Turn(text="It says hi.")
+    )
+    base = make_chat(name="counted")  # its own agent name: streams of earlier tests may still be open
+    await chat(base, {"user_request": request})
+    assert recorded.total("runs", agent="counted", outcome="ok") == 1
+    assert recorded.total("tool_calls", agent="counted", tool="echo", status="ok") == 1
+    model = {"agent": "counted", "model": "playbook-test-model"}
+    assert recorded.total("llm_tokens", **model, kind="input") == 22
+    assert recorded.total("llm_tokens", **model, kind="output") == 14
+    [duration] = recorded.samples("run_duration", agent="counted", outcome="ok")
+    [first_token] = recorded.samples("first_token", agent="counted")
+    assert 0 < first_token <= duration
+    assert recorded.samples("open_streams", agent="counted") == [1, 0]
+
+    # A run cut off by its time limit counts under its error code; a failed tool under "error".
+    failing = playbook(llm, Turn(tool_calls=[("fail", {"reason": "x"})]), Turn(text="Late.", delay_s=5))
+    await chat(make_chat(run_timeout_s=1.0, name="counted"), {"user_request": failing})
+    assert recorded.total("runs", agent="counted", outcome="timeout") == 1
+    assert recorded.total("tool_calls", tool="fail", status="error") == 1
+    assert recorded.samples("open_streams", agent="counted")[-1] == 0
+
+
+async def test_log_lines_of_a_run_carry_its_ids_and_trace_id(make_chat, llm) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(RunFields())  # as route_into_serve_logs puts it on Serve's handlers in a replica
+    package = logging.getLogger("agent_runtime")
+    package.addHandler(handler)
+    level = package.level
+    package.setLevel(logging.INFO)
+    try:
+        _, events = await chat(make_chat(), {"user_request": playbook(llm, Turn(text="Hello."))})
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+    metadata, _ = assert_framed(events)
+    [end] = [r for r in records if r.getMessage().startswith(f"run {metadata.run_id} ")]
+    fields = {k: getattr(end, k, None) for k in ("run_id", "thread_id", "agent", "trace_id", "outcome")}
+    assert fields == {
+        "run_id": metadata.run_id,
+        "thread_id": metadata.thread_id,
+        "agent": "tester",
+        "trace_id": metadata.trace_id,
+        "outcome": "ok",
+    }
+
+
 async def test_run_time_limit_gives_error_then_done(make_chat, llm) -> None:
     request = playbook(llm, Turn(text="Too late.", delay_s=5))
     _, events = await chat(make_chat(run_timeout_s=1.0), {"user_request": request})
@@ -369,7 +424,8 @@ async def test_thread_memory_and_repair_after_cut_off_run(make_chat, llm) -> Non
     assert messages[1]["content"] == cut and "stopped" in messages[3]["content"]
 
 
-async def test_client_disconnect_stops_the_run(make_chat, llm) -> None:
+async def test_client_disconnect_stops_the_run(make_chat, llm, monkeypatch) -> None:
+    recorded = record_agent_metrics(monkeypatch)
     request = playbook(llm, Turn(tool_calls=[("slow", {"seconds": 1})]), Turn(text="Nobody listens."))
     again = playbook(llm, Turn(text="Back again."))
     base = make_chat()
@@ -390,6 +446,10 @@ async def test_client_disconnect_stops_the_run(make_chat, llm) -> None:
                 await asyncio.sleep(0.1)
     assert followup.status_code == 200 and "Back again." in followup.text
     assert len(requests_for(llm, request)) == 1  # the run was cancelled: the model was not asked again
+    # ... and counted as stopped, its stream closed (the span and metrics of a run end even when the
+    # caller's going away cancels the run's clean-up).
+    assert recorded.total("runs", agent="tester", outcome="stopped") == 1
+    assert recorded.samples("open_streams", agent="tester")[-1] == 0
 
 
 @pytest.mark.parametrize(

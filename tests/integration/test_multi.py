@@ -1,6 +1,7 @@
 """The multi-agent system (serve_multi_config.yaml, offline) on a real Ray Serve instance."""
 
 import asyncio
+import time
 import uuid
 from datetime import datetime
 
@@ -22,7 +23,7 @@ from a2a.utils.constants import TransportProtocol
 from agent_runtime.a2a.executor import thread_id_for_context
 from protocols.a2a_client import a2a_execute_text
 from protocols.events import Done, Error, ToolCall, ToolResult
-from tests.support.stack import ServeStack, chat
+from tests.support.stack import ServeStack, chat, scrape_metric, serve_log_records
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +75,49 @@ def test_travel_agent_delegates_to_its_three_agents_concurrently(offline_multi: 
         spans[route] = span(new[0])
     # They ran at the same time: each began before every other one ended.
     assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values()), spans
+
+
+def test_a_travel_request_moves_the_agent_metrics_and_logs_its_runs(offline_multi: ServeStack) -> None:
+    stack = offline_multi
+    counters = {
+        "travel runs": ("ray_agent_runs_total", {"agent": "travel", "outcome": "ok"}),
+        "weather runs": ("ray_agent_runs_total", {"agent": "weather", "outcome": "ok"}),
+        "delegations": ("ray_agent_a2a_delegations_total", {"application": "travel_agent", "status": "ok"}),
+        "travel tokens": ("ray_agent_llm_tokens_total", {"agent": "travel", "kind": "output"}),
+        "weather tool calls": ("ray_agent_tool_calls_total", {"agent": "weather", "status": "ok"}),
+        "first tokens": ("ray_agent_time_to_first_token_seconds_count", {"agent": "travel"}),
+    }
+    before = {key: scrape_metric(stack, name, **labels) for key, (name, labels) in counters.items()}
+    response, events = chat(stack, "/travel-agent", {"user_request": TRIP}, timeout=300)
+    assert response.status_code == 200 and isinstance(events[-1], Done)
+    metadata = events[0]
+
+    # Ray exports what replicas recorded every few seconds.
+    deadline = time.monotonic() + 90
+    while True:
+        moved = {
+            key: scrape_metric(stack, name, **labels) - before[key]
+            for key, (name, labels) in counters.items()
+        }
+        if (moved["delegations"] >= 3 and all(moved.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert moved["travel runs"] >= 1 and moved["weather runs"] >= 1 and moved["delegations"] >= 3, moved
+    assert all(value > 0 for value in moved.values()), moved
+
+    # Serve's JSON log files: the run's end line has its ids and trace; the delegate's lines, the same trace.
+    [travel_line] = [r for r in serve_log_records("travel_agent") if r.get("run_id") == metadata.run_id]
+    assert travel_line["trace_id"] == metadata.trace_id == response.headers["x-trace-id"]
+    assert (travel_line["thread_id"], travel_line["agent"], travel_line["outcome"]) == (
+        metadata.thread_id,
+        "travel",
+        "ok",
+    )
+    assert travel_line["application"] == "travel_agent" and travel_line["request_id"]
+    weather_runs = [r for r in serve_log_records("weather_agent") if r.get("trace_id") == metadata.trace_id]
+    assert any(r.get("agent") == "weather" and r.get("outcome") == "ok" for r in weather_runs), weather_runs
+    tasks = [r for r in serve_log_records("a2a_weather") if r.get("trace_id") == metadata.trace_id]
+    assert any(r.get("a2a_task_id") and r["message"].startswith("task ") for r in tasks), tasks
 
 
 async def test_official_client_over_jsonrpc_and_rest(offline_multi: ServeStack) -> None:

@@ -119,9 +119,17 @@ def test_a_travel_request_is_one_connected_trace_across_every_service(traced) ->
         executions = [s for s in spans if s.service == service and s.name.startswith("execute_tool ")]
         below = {agent: [s for s in executions if runs[agent].span_id in ancestors(s)] for agent in agents}
         assert all(below.values()) and sum(map(len, below.values())) == len(executions), (service, below)
-    # Every model call: a GenAI span of the llm service, with its model and tokens.
+    # Every model call: a GenAI span of the llm service, with its model and tokens, below the client span
+    # of the agent's HTTP call.
     model_calls = [s for s in spans if s.service == "llm" and s.name.startswith("chat ")]
     assert len(model_calls) >= 8, len(model_calls)  # the travel run's two and each delegate's
+    by_id = {s.span_id: s for s in spans}
+    for call in model_calls:
+        client = next(by_id[a] for a in ancestors(call) if by_id[a].service != "llm")
+        assert client.name == "POST" and str(client.attributes["url.full"]).endswith(
+            "/llm/v1/chat/completions"
+        )
+        assert client.attributes["http.response.status_code"] == 200
     for call in model_calls:
         assert call.attributes["gen_ai.operation.name"] == "chat" and call.attributes["gen_ai.request.model"]
         assert (

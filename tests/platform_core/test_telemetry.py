@@ -83,11 +83,16 @@ def test_on_the_spans_of_both_hops_reach_an_otlp_endpoint_as_one_trace(
             response = httpx.get(f"{upper.url}/work", headers={"traceparent": INCOMING}, timeout=30)
     assert response.headers["x-trace-id"] == "ab" * 16
     spans = [s for s in receiver.spans if s.trace_id == "ab" * 16]
-    assert len(spans) == 2, receiver.spans
+    assert len(spans) == 3, receiver.spans
     assert {s.service for s in spans} == {"hops"}  # outside a Serve replica: the name given
     upper_span = next(s for s in spans if s.parent_span_id == "cd" * 8)  # the caller's span is its parent
-    lower_span = next(s for s in spans if s is not upper_span)
-    assert lower_span.parent_span_id == upper_span.span_id
+    # The upper app's call is a client span of its own, and the lower app's span its child.
+    client_span = next(s for s in spans if s.parent_span_id == upper_span.span_id)
+    lower_span = next(s for s in spans if s.parent_span_id == client_span.span_id)
+    assert lower_span.name == "GET /" and lower_span.attributes["url.path"] == "/work"
+    assert client_span.name == "GET" and client_span.attributes["url.full"] == f"{lower.url}/work"
+    assert client_span.attributes["http.response.status_code"] == 200
+    assert client_span.attributes["server.address"] == "127.0.0.1"
     assert upper_span.name == "GET /" and upper_span.attributes["http.response.status_code"] == 200
     assert upper_span.attributes["url.path"] == "/work"
 

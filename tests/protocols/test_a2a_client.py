@@ -13,7 +13,7 @@ from a2a.utils.constants import TransportProtocol
 from langchain_core.messages import ToolMessage
 
 from agent_runtime.a2a.app import A2AAgentSpec, A2ASkill, create_a2a_app
-from agent_runtime.tools.a2a import A2AAgents, a2a_agent_tool, describe_card
+from agent_runtime.tools.a2a import A2AAgents, a2a_agent_tool, a2a_tool, describe_card
 from platform_core.settings import get_settings
 from protocols.a2a_client import (
     A2ATaskFailed,
@@ -23,6 +23,7 @@ from protocols.a2a_client import (
     resolve_card,
 )
 from tests.support.a2a import ChatPeer, peer_url_fixture, serve_prefixed
+from tests.support.metrics import record_agent_metrics
 from tests.support.servers import free_port
 
 PREFIX = "/a2a-research"
@@ -139,6 +140,22 @@ async def test_tool_failure_is_a_tool_error_not_a_crash(agent_url: str) -> None:
     message = await tool.ainvoke(call)
     assert isinstance(message, ToolMessage) and message.status == "error"
     assert message.content.startswith("research agent could not complete the request: research task failed")
+
+
+async def test_delegations_are_counted_by_outcome(agent_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = record_agent_metrics(monkeypatch)
+    [tool] = await A2AAgents({"a2a_research": agent_url}).get_tools()
+    await tool.ainvoke({"query": "hello"})
+    await tool.ainvoke(
+        {"type": "tool_call", "id": "c1", "name": "a2a_research", "args": {"query": "fail: x"}}
+    )
+    gone = a2a_tool("a2a_gone", f"http://127.0.0.1:{free_port()}/a2a-gone", await resolve_card(agent_url))
+    await gone.ainvoke({"query": "anyone?"})
+    assert recorded.tags("delegations") == [
+        {"target": "a2a_research", "status": "ok"},
+        {"target": "a2a_research", "status": "failed"},
+        {"target": "a2a_gone", "status": "unavailable"},
+    ]
 
 
 async def test_tool_reports_unavailable_agent(peer_url: tuple[ChatPeer, str]) -> None:

@@ -24,6 +24,7 @@ from ray.serve.schema import ApplicationStatus, ServeDeploySchema
 from platform_core.serve_config import for_local_run, load_config
 from protocols.events import ChatEvent, parse_sse_lines
 from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +54,23 @@ class ServeStack:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.apps: dict[str, dict[str, Any]] = {}
+        self.logging_config: dict[str, Any] = {}  # the configs' own (JSON log files), once one is deployed
+        self.metrics_url = ""
         self._client = None
 
     def start(self) -> None:
         # Logical CPUs: the configs use fractional CPUs sized for a 2-core box; 8 leaves room for the
         # test-only apps and for replicas that autoscaling adds.
+        metrics_port = free_port()
         ray.init(
             num_cpus=8,
             namespace=SERVE_NAMESPACE,
             include_dashboard=False,
             object_store_memory=256 * 1024**2,
             log_to_driver=False,
+            _metrics_export_port=metrics_port,  # as make run's METRICS_PORT
         )
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self._client = serve_private_api.serve_start(
             http_options={"host": "127.0.0.1", "port": self.port},
         )
@@ -88,6 +94,7 @@ class ServeStack:
         """Deploy (or update) the config's applications next to the ones already running."""
         for app in config["applications"]:
             self.apps[app["name"]] = app
+        self.logging_config = config.get("logging_config", self.logging_config)
         self._apply(timeout_s, waiting_for=[app["name"] for app in config["applications"]])
 
     def remove(self, *names: str, timeout_s: float = 120) -> None:
@@ -106,6 +113,7 @@ class ServeStack:
             {
                 "proxy_location": "HeadOnly",
                 "http_options": {"host": "127.0.0.1", "port": self.port},
+                "logging_config": self.logging_config,
                 "applications": list(self.apps.values()),
             }
         )
@@ -193,3 +201,27 @@ def deployed_over(
             stack.deploy({"applications": list(original.values())}, timeout_s=timeout_s)
         if added := [name for name in names if name not in original]:
             stack.remove(*added)
+
+
+def scrape_metric(stack: ServeStack, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` (as exported, ``ray_`` prefix included) with those labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = httpx.get(stack.metrics_url, timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def serve_log_records(app: str) -> list[dict[str, Any]]:
+    """The JSON lines of every replica log file of Serve app ``app`` in this Ray session."""
+    import json
+
+    logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    records = []
+    for path in sorted(logs_dir.glob(f"replica_{app}_*.log")):
+        records += [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    return records
