@@ -171,6 +171,18 @@ async def single_statements(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         yield conn
 
 
+def reads_only(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (the same pool) for a component that only reads: on SQLite its sessions take no write lock.
+
+    Every other transaction begins with ``BEGIN IMMEDIATE`` (see :func:`_sqlite_begin`), so a poller's
+    SELECT would hold the file's one write lock for its round trips; many pollers on busy event loops (the
+    A2A event stream polls twice a second per subscriber) then starve every writer of every process.
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{_SQLITE_SINGLE_STATEMENTS: True})
+
+
 # --- engines and schemas ------------------------------------------------------------------------------
 
 

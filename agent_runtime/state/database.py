@@ -57,7 +57,7 @@ from platform_core.sql import SQLITE_FILE_NAME as SQLITE_FILE_NAME
 from platform_core.sql import DatabaseUnavailable as DatabaseUnavailable
 from platform_core.sql import DatabaseURL as DatabaseURL
 from platform_core.sql import create_engine as create_engine
-from platform_core.sql import create_schema, schema_lock
+from platform_core.sql import create_schema, reads_only, schema_lock
 from platform_core.sql import default_database_url as default_database_url
 from platform_core.sql import enable_wal as enable_wal
 from platform_core.sql import single_statements as single_statements
@@ -154,7 +154,11 @@ class Database:
         their tables at start-up.
         """
         store = VersionedDatabaseTaskStore(self.engine, owner_resolver=_scoped_owner(scope))
-        stream = DatabaseTaskEventStream(self.engine, poll_interval_s=poll_interval_s)
+        # The stream only reads (the store writes its events): its polls must not take the write lock.
+        # Its table is created with the store's, under the schema lock (create_table=False).
+        stream = DatabaseTaskEventStream(
+            reads_only(self.engine), create_table=False, poll_interval_s=poll_interval_s
+        )
         return store, stream
 
     async def aclose(self) -> None:

@@ -2,10 +2,12 @@
 connections whose statements commit one by one."""
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from platform_core.errors import PlatformError
 from platform_core.settings import PlatformSettings
@@ -15,6 +17,8 @@ from platform_core.sql import (
     create_engine,
     create_schema,
     default_database_url,
+    enable_wal,
+    reads_only,
     single_statements,
 )
 from tests.support.persistence import database_fixtures
@@ -91,3 +95,25 @@ async def test_an_unreachable_database_fails_clearly_without_the_password() -> N
     message = str(caught.value)
     assert message.startswith(f"cannot reach PostgreSQL at 127.0.0.1:{port}/agents: ")
     assert "s3cret" not in message and "agent:" not in message
+
+
+async def test_a_reader_takes_no_write_lock_on_sqlite(tmp_path: Path) -> None:
+    """A poller's session (the A2A event stream's) reads while another process holds the write lock."""
+    url = DatabaseURL.parse(f"sqlite:///{tmp_path}/locks.db")
+    await enable_wal(url.sqlite_path)
+    engine = create_engine(url)
+    await create_schema(url, engine, metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(insert(things).values(name="kept"))
+    holder = sqlite3.connect(url.sqlite_path)  # another process's writer, mid-transaction
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        reader = async_sessionmaker(reads_only(engine))
+        async with asyncio.timeout(5):  # a session that began with BEGIN IMMEDIATE would wait 30 s here
+            async with reader() as session:
+                names = (await session.execute(select(things.c.name))).scalars().all()
+        assert names == ["kept"]
+    finally:
+        holder.rollback()
+        holder.close()
+        await engine.dispose()
