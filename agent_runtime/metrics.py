@@ -84,10 +84,11 @@ _open_streams: Tally[str] = Tally()
 class RunMetrics:
     """One run's metrics: :meth:`observe` each event it streams, then :meth:`finish` once."""
 
-    def __init__(self, agent: str, metrics: AgentMetrics | None = None) -> None:
+    def __init__(self, agent: str, started: float) -> None:
+        """``started``: the run's start (``time.monotonic()``), which durations are measured from."""
         self.agent = agent
-        self.metrics = metrics or agent_metrics()
-        self.started = time.monotonic()
+        self.metrics = agent_metrics()
+        self.started = started
         self._first_token_seen = False
         _open_streams[agent] += 1
         self.metrics.open_streams.set(_open_streams[agent], tags={"agent": agent})
@@ -114,6 +115,6 @@ class RunMetrics:
         self.metrics.open_streams.set(_open_streams[self.agent], tags={"agent": self.agent})
 
 
-def count_delegation(target: str, status: str, metrics: AgentMetrics | None = None) -> None:
+def count_delegation(target: str, status: str) -> None:
     """One A2A call to ``target`` (its tool name) ended with ``status``."""
-    (metrics or agent_metrics()).delegations.inc(tags={"target": target, "status": status})
+    agent_metrics().delegations.inc(tags={"target": target, "status": status})

@@ -156,7 +156,7 @@ class QueuedAgentRunner(BaseAgentRunner):
         error: Error | None = None
         finished = False
         tool_spans = ToolSpans(span)
-        metrics = RunMetrics(self.name)
+        metrics = RunMetrics(self.name, started)
         try:
             async for item in _drain(queue, started, self.run_timeout_s):
                 if isinstance(item, _Stopped):
