@@ -41,12 +41,12 @@ from a2a.server.models import TaskEventModel, TaskModel, TaskVersionModel
 from a2a.server.owner_resolver import resolve_user_scope
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Column, Float, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from agent_runtime.state.sqlite_saver import PatientSqliteSaver
 from platform_core.errors import describe_error
 
 # The generic part (URLs, engines, SQLite settings, schema creation) lives in platform_core.sql, shared
@@ -180,13 +180,13 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _open_sqlite_saver(self) -> AsyncSqliteSaver:
+    async def _open_sqlite_saver(self) -> PatientSqliteSaver:
         assert self.url.sqlite_path is not None
         conn = await aiosqlite.connect(self.url.sqlite_path, timeout=BUSY_TIMEOUT_S)
         self._closers.append(conn.close)
         await conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         await conn.execute("PRAGMA synchronous=NORMAL")
-        saver = AsyncSqliteSaver(conn)
+        saver = PatientSqliteSaver(conn)  # its writes ride out a briefly locked file
         await saver.setup()  # WAL journal, tables
         return saver
 
