@@ -15,10 +15,14 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import httpx
 import openai
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -81,6 +85,61 @@ def default_llm_base_url() -> str:
     return get_settings().url(LLM_ROUTE) + "/v1"
 
 
+def is_broken_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a refused, reset or dropped connection (not a timeout, not an answer)."""
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+        return False  # the call had its time: another try would double it
+    return isinstance(exc, (openai.APIConnectionError, httpx.TransportError))
+
+
+def _carries_output(chunk: ChatGenerationChunk) -> bool:
+    message = chunk.message
+    return bool(chunk.text) or bool(isinstance(message, AIMessageChunk) and message.tool_call_chunks)
+
+
+class RetryingChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` that calls again when the connection breaks before the answer's first token.
+
+    The OpenAI SDK retries a request that got no answer or a 5xx status (``max_retries``), but not a
+    stream that breaks after its headers: what a replica of the LLM app does when a roll-out or a crash
+    stops it mid-call. Such a call is repeated (``stream_retries`` times at most, with backoff) only while
+    nothing but empty chunks came: once a token or tool call reached the run, a repeat would say it twice,
+    so the error goes to the run as before.
+    """
+
+    stream_retries: int = 2
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        backoff = Backoff(initial_s=0.5, max_s=4.0)
+        for attempt in range(self.stream_retries + 1):
+            streamed = False
+            try:
+                async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                    streamed = streamed or _carries_output(chunk)
+                    yield chunk
+                return
+            except Exception as exc:
+                if streamed or attempt == self.stream_retries or not is_broken_connection(exc):
+                    raise
+                delay = backoff.next_delay()
+                logger.warning(
+                    "LLM call: the connection broke before the first token (%s: %s); calling again in %.1fs "
+                    "(retry %d of %d)",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    attempt + 1,
+                    self.stream_retries,
+                )
+                await asyncio.sleep(delay)
+
+
 def make_chat_model(
     *,
     base_url: str,
@@ -88,17 +147,23 @@ def make_chat_model(
     api_key: str | None = None,
     request_timeout_s: float = 120.0,
     connect_timeout_s: float = 5.0,
-    max_retries: int = 1,
+    max_retries: int = 2,
+    stream_retries: int = 2,
     temperature: float | None = None,
     http_async_client: httpx.AsyncClient | None = None,
 ) -> ChatOpenAI:
-    """A streaming ``ChatOpenAI`` that reports token usage (``stream_usage``) for the ``done`` event."""
-    return ChatOpenAI(
+    """A streaming ``ChatOpenAI`` that reports token usage (``stream_usage``) for the ``done`` event.
+
+    A refused connection or a 5xx is retried by the SDK (``max_retries``), a stream that breaks before
+    its first token by :class:`RetryingChatOpenAI` (``stream_retries``), both with backoff.
+    """
+    return RetryingChatOpenAI(
         model=model,
         base_url=base_url,
         api_key=SecretStr(api_key or _NO_KEY),
         timeout=httpx.Timeout(request_timeout_s, connect=connect_timeout_s),
         max_retries=max_retries,
+        stream_retries=stream_retries,
         stream_usage=True,
         temperature=temperature,
         http_async_client=http_async_client,
@@ -192,7 +257,7 @@ class LLMClient:
                 base_url=self.base_url,
                 api_key=self._api_key or _NO_KEY,
                 timeout=openai.Timeout(self._request_timeout_s, connect=self._connect_timeout_s),
-                max_retries=1,
+                max_retries=2,
                 # An httpx client, as ChatOpenAI hands the SDK (which takes httpx and its own httpx2), for
                 # the run's delegation on every call to the platform's /llm.
                 http_client=cast(

@@ -35,15 +35,10 @@ from starlette.types import Scope
 from identity.gate import AuthGate
 from identity.middleware import RequireScope
 from mcp_servers.tracing import trace_tool_calls
+from platform_core.admission import Admission, AdmittedDeploymentArgs
 from platform_core.api_errors import RequestBodyLimit, decode_json, http_error_response
 from platform_core.config_version import with_config_version
-from platform_core.deployment import (
-    MaxOngoingRequests,
-    MaxReplicas,
-    NumCpus,
-    ServeDeploymentArgs,
-    TargetOngoingRequests,
-)
+from platform_core.deployment import MaxOngoingRequests, MaxReplicas, NumCpus, TargetOngoingRequests
 from platform_core.settings import get_settings
 from platform_core.telemetry import TracingMiddleware, setup_telemetry
 
@@ -58,7 +53,7 @@ MAX_REQUEST_BYTES = 1024 * 1024
 ServerFactory = Callable[[], FastMCP]
 
 
-class MCPScalingArgs(ServeDeploymentArgs):
+class MCPScalingArgs(AdmittedDeploymentArgs):
     """How an MCP server app is replicated and which requests it accepts (Serve config ``args``).
 
     Tool calls are short and many: autoscale early (5 in flight per replica) up to 20 replicas.
@@ -194,6 +189,7 @@ def create_mcp_asgi_app(
         lifespan=lifespan,
         middleware=[
             Middleware(TracingMiddleware, public_paths=(HEALTH_PATH,)),
+            Middleware(Admission, limits=args.admission(), exempt_paths=(HEALTH_PATH,)),
             Middleware(RequireScope, gate=gate or AuthGate(), scope=f"mcp:{server.name}"),
             Middleware(RequestBodyLimit, max_bytes=MAX_REQUEST_BYTES, check=json_rpc_parse_error),
         ],

@@ -27,7 +27,9 @@ MaxOngoingRequests = Annotated[
     int,
     Field(
         ge=1,
-        description="Concurrent requests (open streams) one replica accepts before the proxy queues them.",
+        description="Concurrent requests (open streams) one replica runs at once. Agents, A2A apps and MCP "
+        "servers let max_queued_requests more wait in the replica, then answer 503; other apps leave the "
+        "rest queued in Serve's proxy.",
     ),
 ]
 

@@ -73,6 +73,7 @@ STACK_MODULE_ORDER = (
     "test_openai",
     "test_packing",
     "test_browser",
+    "test_overload",
     "test_rollout",
 )
 

@@ -70,14 +70,10 @@ from agent_runtime.state.database import Database
 from agent_runtime.tools.sources import resolve_url
 from identity.gate import AuthGate
 from identity.middleware import RequireScope
+from platform_core.admission import Admission, AdmissionLimits, AdmittedDeploymentArgs
 from platform_core.api_errors import RequestBodyLimit, http_error_response
 from platform_core.config_version import with_config_version
-from platform_core.deployment import (
-    SHUTDOWN_MARGIN_S,
-    MaxOngoingRequests,
-    NumCpus,
-    ServeDeploymentArgs,
-)
+from platform_core.deployment import SHUTDOWN_MARGIN_S, MaxOngoingRequests, NumCpus
 from platform_core.settings import get_settings
 from platform_core.telemetry import TracingMiddleware, setup_telemetry
 
@@ -121,7 +117,7 @@ class A2AAgentSpec(BaseModel):
         return self
 
 
-class A2AAgentArgs(ServeDeploymentArgs):
+class A2AAgentArgs(AdmittedDeploymentArgs):
     """Serve config ``args`` of an A2A app. Unset card fields come from the agent's spec."""
 
     name: str | None = None
@@ -263,11 +259,13 @@ def create_a2a_app(
     task_store: TaskStore | None = None,
     database: Database | None = None,
     gate: AuthGate | None = None,
+    admission: AdmissionLimits | None = None,
 ) -> Starlette:
     """The A2A ASGI app for one agent (mount it at ``spec.route_prefix``).
 
     Tasks go to ``database`` (opened at start-up, closed at shutdown), else to ``task_store``, else to
     this process's memory. ``gate`` decides on credentials (default: ``AUTH``; :mod:`.access`).
+    ``admission`` bounds the requests running and waiting at once; beyond, 503 ``overloaded``.
     """
     gate = gate or AuthGate()
     setup_telemetry(f"a2a_{spec.name}")
@@ -319,16 +317,19 @@ def create_a2a_app(
         # Last: the REST routes end in a ``/{tenant}`` catch-all that shadows anything after it.
         *create_rest_routes(handler, enable_v0_3_compat=True, context_builder=context),
     ]
+    public_paths = (AGENT_CARD_WELL_KNOWN_PATH, "/health")
+    admitting = [Middleware(Admission, limits=admission, exempt_paths=public_paths)] if admission else []
     return Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
-            Middleware(TracingMiddleware, public_paths=(AGENT_CARD_WELL_KNOWN_PATH, "/health")),
+            Middleware(TracingMiddleware, public_paths=public_paths),
+            *admitting,
             Middleware(
                 RequireScope,
                 gate=gate,
                 scope=f"agent:{spec.name}",
-                public_paths=(AGENT_CARD_WELL_KNOWN_PATH, "/health"),
+                public_paths=public_paths,
                 # The task's /chat run acts for the caller, up to the longest task.
                 delegate_ttl_s=task_timeout_s + SHUTDOWN_MARGIN_S,
             ),
@@ -350,9 +351,14 @@ async def _agent_ready(client: httpx.AsyncClient, health_url: str) -> bool:
 class A2AAgentReplica:
     """One replica of an A2A app; the ASGI app (and its protobuf card) is built on the replica."""
 
-    def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], options: dict[str, Any], admission: dict[str, Any]) -> None:
         database = Database(pool_size=get_settings().database_pool_size)
-        self._app = create_a2a_app(A2AAgentSpec.model_validate(spec), **options, database=database)
+        self._app = create_a2a_app(
+            A2AAgentSpec.model_validate(spec),
+            **options,
+            database=database,
+            admission=AdmissionLimits.model_validate(admission),
+        )
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return self._app
@@ -386,10 +392,11 @@ def a2a_app_builder(agent: Any = None, **fields: Any) -> Callable[[A2AAgentArgs]
         deployment = A2AAgentDeployment.options(
             name=f"{resolved.name}-a2a",
             **args.deployment_options(),
-            # A roll-out lets a task in flight finish: the replica is stopped after its longest task at most.
-            graceful_shutdown_timeout_s=args.task_timeout_s + SHUTDOWN_MARGIN_S,
+            # A roll-out lets a task in flight, or waiting for a slot, finish: the replica is stopped after
+            # its longest wait and task at most.
+            graceful_shutdown_timeout_s=args.queue_timeout_s + args.task_timeout_s + SHUTDOWN_MARGIN_S,
         )
-        return deployment.bind(resolved.model_dump(), options)
+        return deployment.bind(resolved.model_dump(), options, args.admission().model_dump())
 
     build_a2a_app.__doc__ = f"Serve builder of the A2A app of {spec.name if spec else 'an SSE agent'!r}."
     return build_a2a_app

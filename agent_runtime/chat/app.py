@@ -55,6 +55,7 @@ from agent_runtime.state.retention import run_periodically
 from identity.gate import AuthGate
 from identity.scopes import ADMIN
 from identity.service import Caller
+from platform_core.admission import Admission, AdmissionLimits, AdmittedDeploymentArgs
 from platform_core.api_errors import (
     APIError,
     BodyTooLarge,
@@ -64,10 +65,7 @@ from platform_core.api_errors import (
     validation_message,
 )
 from platform_core.config_version import with_config_version
-from platform_core.deployment import (
-    SHUTDOWN_MARGIN_S,
-    ServeDeploymentArgs,
-)
+from platform_core.deployment import SHUTDOWN_MARGIN_S
 from platform_core.errors import ConfigurationError, describe_error
 from platform_core.settings import get_settings
 from platform_core.telemetry import TracingMiddleware, setup_telemetry
@@ -121,7 +119,7 @@ class ChatRequest(BaseModel):
         return self
 
 
-class ChatAgentArgs(AgentRuntimeArgs, ServeDeploymentArgs):
+class ChatAgentArgs(AgentRuntimeArgs, AdmittedDeploymentArgs):
     """Builder args of an SSE chat agent app (``args:`` in a Serve config)."""
 
     ping_s: float = Field(default=15.0, gt=0, description="SSE keep-alive comment interval while idle.")
@@ -180,16 +178,20 @@ def create_chat_app(
     database: Database | None = None,
     retention_days: float | None = None,
     gate: AuthGate | None = None,
+    admission: AdmissionLimits | None = None,
 ) -> FastAPI:
     """The chat ASGI app for one runner (usable without Ray, e.g. under uvicorn or in tests).
 
     With a ``database`` the agent's memory, thread leases and owners live there (opened at start-up,
     closed at shutdown) and ``retention_days`` purges old threads and tasks hourly; without one, they
-    stay in this process. ``gate`` decides on credentials (default: ``AUTH``).
+    stay in this process. ``gate`` decides on credentials (default: ``AUTH``). ``admission`` bounds the
+    requests running and waiting at once (:mod:`platform_core.admission`); beyond, 503 ``overloaded``.
     """
     setup_telemetry(f"{runner.name}_agent")
     routes = _ChatRoutes(runner, ping_s=ping_s, gate=gate or AuthGate())
     app = FastAPI(title=f"{runner.name} chat agent", lifespan=_lifespan(routes, database, retention_days))
+    if admission is not None:
+        app.add_middleware(Admission, limits=admission)  # inside tracing: a refusal is traced too
     app.add_middleware(TracingMiddleware)
     install_api_error_handlers(app)
     app.post("/chat", response_model=None)(routes.chat)
@@ -388,6 +390,7 @@ class ChatAgentReplica:
             ping_s=args.ping_s,
             database=Database(pool_size=settings.database_pool_size),
             retention_days=settings.retention_days,
+            admission=args.admission(),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -406,9 +409,10 @@ def chat_app_builder(spec: AgentSpec) -> Callable[[ChatAgentArgs], Application]:
 
     def build_app(args: ChatAgentArgs) -> Application:
         options = args.deployment_options()
-        # A roll-out lets a run in flight finish: the replica is stopped after its longest run at most.
+        # A roll-out lets a run in flight, or still waiting for a slot, finish: the replica is stopped
+        # after its longest wait and run at most.
         longest_run_s = args.run_timeout_s or spec.run_timeout_s
-        options["graceful_shutdown_timeout_s"] = longest_run_s + SHUTDOWN_MARGIN_S
+        options["graceful_shutdown_timeout_s"] = args.queue_timeout_s + longest_run_s + SHUTDOWN_MARGIN_S
         return ChatAgentDeployment.options(name=f"{spec.name}-chat", **options).bind(spec, args)
 
     build_app.__doc__ = f"Serve builder of the {spec.name!r} SSE chat agent (args: ChatAgentArgs)."

@@ -9,10 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from fastapi import FastAPI, Request
 
-from agent_runtime.llm_client import LLMClient, NoChatModel, pick_chat_model
+from agent_runtime.llm_client import (
+    LLMClient,
+    NoChatModel,
+    is_broken_connection,
+    make_chat_model,
+    pick_chat_model,
+)
 from llm.scripted.server import create_app as create_scripted_app
 from llm.upstream import UpstreamTarget
 from llm.upstream import create_app as create_upstream_app
@@ -153,3 +160,80 @@ async def test_readiness_elsewhere_needs_only_the_model_list(platform_env: pytes
         client = LLMClient(f"{url}/v1")
         assert await client.check() is True
         assert client.model_id_if_known == "gpt-4o-mini"
+
+
+# --- a connection that breaks mid-call ----------------------------------------------------------------
+
+
+class BreakingStreams:
+    """The scripted model behind a connection that breaks: the k-th call passes ``keep[k]`` body chunks
+    (each one SSE event), then the server drops the connection (a replica stopped mid-call)."""
+
+    def __init__(self, keep: list[int]) -> None:
+        self.keep = keep
+        self.calls = 0
+        self.app = create_scripted_app(CHAT_MODEL)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+            await self.app(scope, receive, send)
+            return
+        self.calls += 1
+        if not self.keep:
+            await self.app(scope, receive, send)
+            return
+        keep, passed = self.keep.pop(0), 0
+
+        async def cut(message) -> None:
+            nonlocal passed
+            if message["type"] == "http.response.body" and message.get("body"):
+                if passed >= keep:
+                    raise ConnectionResetError("the replica went away")
+                passed += 1
+            await send(message)
+
+        await self.app(scope, receive, cut)
+
+
+async def streamed_answer(url: str) -> str:
+    model = make_chat_model(base_url=f"{url}/v1", model=CHAT_MODEL)
+    return "".join([chunk.text async for chunk in model.astream("Say something about the weather.")])
+
+
+async def test_a_call_whose_stream_breaks_before_its_first_token_is_made_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with serve_in_thread(create_scripted_app(CHAT_MODEL)) as url:
+        expected = await streamed_answer(url)
+    # Broken right after the headers, then after a first chunk that carries no text (the role): retried.
+    server = BreakingStreams(keep=[0, 1])
+    with serve_in_thread(server) as url, caplog.at_level(logging.WARNING, "agent_runtime.llm_client"):
+        assert await streamed_answer(url) == expected
+    assert server.calls == 3
+    retries = [r.getMessage() for r in caplog.records if "before the first token" in r.getMessage()]
+    assert len(retries) == 2 and "retry 2 of 2" in retries[1]
+
+
+async def test_a_stream_that_broke_after_tokens_is_not_repeated() -> None:
+    server = BreakingStreams(keep=[4])
+    with serve_in_thread(server) as url:
+        with pytest.raises((httpx.TransportError, openai.APIConnectionError)):
+            await streamed_answer(url)
+    assert server.calls == 1  # the tokens already reached the run: a repeat would say them twice
+
+
+async def test_retries_are_bounded() -> None:
+    server = BreakingStreams(keep=[0, 0, 0, 0])
+    with serve_in_thread(server) as url:
+        with pytest.raises((httpx.TransportError, openai.APIConnectionError)):
+            await streamed_answer(url)
+    assert server.calls == 3  # the first call and stream_retries (2) more
+
+
+def test_timeouts_are_not_broken_connections() -> None:
+    request = httpx.Request("POST", "http://llm/v1/chat/completions")
+    assert is_broken_connection(httpx.RemoteProtocolError("peer closed connection", request=request))
+    assert is_broken_connection(openai.APIConnectionError(request=request))
+    assert not is_broken_connection(httpx.ReadTimeout("slow", request=request))
+    assert not is_broken_connection(openai.APITimeoutError(request=request))
+    assert not is_broken_connection(ValueError("bad JSON"))

@@ -8,6 +8,7 @@ from mcp.server.fastmcp import FastMCP
 from pydantic import ValidationError
 
 from mcp_servers.serving import MCPScalingArgs, create_mcp_asgi_app, transport_security
+from platform_core.admission import HEADROOM
 from platform_core.settings import get_settings
 from tests.support.servers import RoutePrefix, ServerThread, mcp_session, tool_text
 
@@ -155,7 +156,8 @@ def test_scaling_options_autoscale_and_start_a_replica() -> None:
     options = MCPScalingArgs().deployment_options()
     assert options == {
         "ray_actor_options": {"num_cpus": 0.2},
-        "max_ongoing_requests": 50,
+        # 50 running + 64 waiting in the replica (its own admission) + headroom for health probes.
+        "max_ongoing_requests": 50 + 64 + HEADROOM,
         "autoscaling_config": {
             "min_replicas": 1,
             "initial_replicas": 1,

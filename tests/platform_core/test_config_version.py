@@ -35,9 +35,16 @@ def _shutdown_s(app: object) -> float:
     return timeout
 
 
-def test_a_stopping_replica_waits_for_its_longest_run() -> None:
-    assert _shutdown_s(weather.build_app(ChatAgentArgs())) == weather.SPEC.run_timeout_s + SHUTDOWN_MARGIN_S
-    assert _shutdown_s(travel.build_app(ChatAgentArgs())) == travel.SPEC.run_timeout_s + SHUTDOWN_MARGIN_S
-    assert _shutdown_s(weather.build_app(ChatAgentArgs(run_timeout_s=600))) == 600 + SHUTDOWN_MARGIN_S
+def test_a_stopping_replica_waits_for_its_longest_wait_and_run() -> None:
+    wait_s = ChatAgentArgs().queue_timeout_s  # a request still waiting for a slot may start that late
+    longest = wait_s + SHUTDOWN_MARGIN_S
+    assert _shutdown_s(weather.build_app(ChatAgentArgs())) == weather.SPEC.run_timeout_s + longest
+    assert _shutdown_s(travel.build_app(ChatAgentArgs())) == travel.SPEC.run_timeout_s + longest
+    assert _shutdown_s(weather.build_app(ChatAgentArgs(run_timeout_s=600, queue_timeout_s=5))) == (
+        600 + 5 + SHUTDOWN_MARGIN_S
+    )
     a2a = A2AAgentArgs(route_prefix="/a2a-weather")
-    assert _shutdown_s(weather.build_a2a_app(a2a)) == a2a.task_timeout_s + SHUTDOWN_MARGIN_S
+    assert (
+        _shutdown_s(weather.build_a2a_app(a2a))
+        == a2a.task_timeout_s + a2a.queue_timeout_s + SHUTDOWN_MARGIN_S
+    )

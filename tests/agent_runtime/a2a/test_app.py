@@ -195,7 +195,8 @@ def test_builder_takes_the_agents_own_spec() -> None:
     app = build(A2AAgentArgs(public_base_url="https://x.example", num_cpus=0.05))
     assert app._bound_deployment.name == "research-a2a"
     assert app._bound_deployment.ray_actor_options["num_cpus"] == 0.05
-    spec, options = app._bound_deployment.init_args
+    spec, options, admission = app._bound_deployment.init_args
+    assert admission == {"max_running": 200, "max_waiting": 64, "wait_s": 30.0, "retry_after_s": 5}
     assert (spec["name"], spec["agent_url"], spec["route_prefix"]) == (
         "research",
         "/research-agent",
