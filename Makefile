@@ -34,7 +34,7 @@ EXTRAS ?= $(INSTALLED_EXTRAS)
 differ = $(strip $(filter-out $(2),$(1)) $(filter-out $(1),$(2)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run run-multi traces up deploy status down test test-unit fuzz lint format bench docs anyscale-requirements anyscale-deploy clean FORCE
+.PHONY: help install install-gpu run run-multi traces up deploy status down test test-unit fuzz lint format bench soak docs anyscale-requirements anyscale-deploy clean FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -120,6 +120,12 @@ BENCH_ARGS ?=
 
 bench: install ## Own offline stack on a free port: 1/10/50 concurrent chats, MCP call ratio -> bench/results.json
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# SOAK_ARGS: e.g. --minutes 1 (a short one), --streams 10, --base-url URL --root-pid PID (a running stack).
+SOAK_ARGS ?=
+
+soak: install ## Own offline stack: 20 chats held 10 min; errors, p50/p99 per minute, replica RSS/fds -> bench/soak.json
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 docs: install ## Regenerate docs/configuration.md from the settings and builder args models
 	$(BIN)/python -m platform_core.config_reference && $(BIN)/python -m protocols.reference

@@ -55,6 +55,7 @@ class RunningStack:
     base_url: str
     cold_start_s: float
     routes: tuple[str, ...]
+    pid: int  # the process that started it (its Ray processes run below it)
 
 
 def app_routes(config: dict[str, Any]) -> tuple[str, ...]:
@@ -112,7 +113,7 @@ def _started(
                 time.sleep(1)
             cold_start_s = round(time.monotonic() - started, 1)
             logger.info("stack ready on %s after %.1f s", base_url, cold_start_s)
-            yield RunningStack(base_url, cold_start_s, routes)
+            yield RunningStack(base_url, cold_start_s, routes, process.pid)
         finally:
             _stop(process)
 

@@ -5,6 +5,7 @@ failure surfaces as a :class:`UpstreamError` (a FastMCP ``ToolError``) that name
 went wrong, never as a traceback.
 """
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -23,6 +24,14 @@ logger = logging.getLogger(__name__)
 DATA_NOTICE_HEADER = "X-Data-Notice"
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+# The largest answer read from an upstream API (a forecast is tens of KiB): a broken or hostile upstream
+# cannot fill a replica's memory.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# An answer must be complete within this many read timeouts: one that trickles a byte at a time passes
+# every read timeout and would otherwise hold the tool call for ever.
+TOTAL_TIMEOUT_READS = 3
+_ENCODING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 class UpstreamError(ToolError):
@@ -79,12 +88,15 @@ class JSONUpstream:
         *,
         retries: int = 1,
         headers: dict[str, str] | None = None,
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.client = client
         self.retries = retries
         self.headers = headers or {}
+        self.max_bytes = max_bytes
+        self.total_timeout_s = (client.timeout.read or 10.0) * TOTAL_TIMEOUT_READS
 
     def url(self, path: str) -> str:
         """``path`` below the base URL; absolute URLs (links an upstream returned) are kept."""
@@ -95,7 +107,11 @@ class JSONUpstream:
         url = self.url(path)
         for attempt in range(self.retries + 1):
             try:
-                response = await self.client.get(url, params=params, headers=self.headers)
+                response = await self._get(url, params)
+            except TimeoutError as exc:
+                raise UpstreamError(
+                    f"{self.name} did not finish answering within {self.total_timeout_s:g} s ({url})."
+                ) from exc
             except httpx.TimeoutException as exc:
                 timeout = self.client.timeout.read
                 within = f"within {timeout:g} s" if timeout else "in time"
@@ -113,6 +129,24 @@ class JSONUpstream:
                 continue
             return self._decode(response)
         raise AssertionError("unreachable")  # the loop always returns or raises
+
+    async def _get(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
+        """The whole answer, read within the total timeout and up to ``max_bytes``."""
+        async with asyncio.timeout(self.total_timeout_s):
+            async with self.client.stream("GET", url, params=params, headers=self.headers) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > self.max_bytes:
+                        where = response.request.url.copy_with(query=None)
+                        raise UpstreamError(
+                            f"{self.name} sent an answer over {self.max_bytes} bytes for {where}; not read."
+                        )
+        # The body is decoded already: the copy must not claim an encoding or the encoded length.
+        headers = [(k, v) for k, v in response.headers.multi_items() if k not in _ENCODING_HEADERS]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=response.request
+        )
 
     def _decode(self, response: httpx.Response) -> UpstreamReply:
         where = response.request.url.copy_with(query=None)

@@ -73,7 +73,7 @@ STACK_MODULE_ORDER = (
     "test_openai",
     "test_packing",
     "test_browser",
-    "test_overload",
+    "test_faults",
     "test_rollout",
 )
 

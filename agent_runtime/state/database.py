@@ -76,6 +76,9 @@ thread_runs = Table(
 )
 
 
+# How long the checkpointer's pool keeps retrying a lost connection in the background (see above).
+RECONNECT_TIMEOUT_S = 10.0
+
 _A2A_TABLES = [cast(Table, model.__table__) for model in (TaskModel, TaskVersionModel, TaskEventModel)]
 
 
@@ -199,6 +202,13 @@ class Database:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
             open=False,
             name="checkpoints",
+            # A connection is checked before it is lent: after a database restart the pool's old ones are
+            # dead, and the first run to draw one would fail (the SQLAlchemy engine pre-pings likewise).
+            check=AsyncConnectionPool.check_connection,
+            # The pool reconnects in the background with a backoff that doubles without a cap: after a
+            # minute's outage its next try could be a minute after the database is back. Giving up within
+            # seconds instead lets the next run that needs a connection start a fresh attempt at once.
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
         )
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         self._closers.append(pool.close)

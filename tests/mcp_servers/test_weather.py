@@ -3,13 +3,13 @@
 import asyncio
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mcp_servers.serving import create_mcp_asgi_app
@@ -254,7 +254,24 @@ class BrokenUpstream:
             await asyncio.sleep(3)
         if mode == "html":
             return Response("<html>maintenance</html>", media_type="text/html")
+        if mode == "drip":  # every read comes in time, the answer never ends
+            return StreamingResponse(self._drip(), media_type="application/json")
+        if mode == "huge":
+            return StreamingResponse(self._huge(), media_type="application/json")
         return PlainTextResponse("{}")
+
+    @staticmethod
+    async def _drip() -> AsyncIterator[bytes]:
+        yield b"["
+        for _ in range(600):
+            await asyncio.sleep(0.1)
+            yield b" "
+
+    @staticmethod
+    async def _huge() -> AsyncIterator[bytes]:
+        yield b'{"padding": "'
+        for _ in range(10_000):
+            yield b"x" * 1024
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{mode}/{rest:path}", self.handle)])
@@ -300,6 +317,20 @@ async def test_upstream_timeout(broken: tuple[BrokenUpstream, str]) -> None:
     with served_weather(broken_args(base + "/slow", timeout_s=0.5)) as weather:
         message = await call_error(weather.url + "/mcp", "get_world_forecast", PARIS)
     assert "the Open-Meteo forecast API did not answer within 0.5 s" in message
+
+
+async def test_an_upstream_that_never_finishes_is_cut_off(broken: tuple[BrokenUpstream, str]) -> None:
+    _, base = broken
+    with served_weather(broken_args(base + "/drip", timeout_s=0.5)) as weather:
+        message = await call_error(weather.url + "/mcp", "get_world_forecast", PARIS)
+    assert "the Open-Meteo forecast API did not finish answering within 1.5 s" in message
+
+
+async def test_an_oversized_upstream_answer_is_not_read(broken: tuple[BrokenUpstream, str]) -> None:
+    _, base = broken
+    with served_weather(broken_args(base + "/huge")) as weather:
+        message = await call_error(weather.url + "/mcp", "get_air_quality", PARIS)
+    assert "the Open-Meteo air quality API sent an answer over 8388608 bytes" in message
 
 
 async def test_upstream_not_json(broken: tuple[BrokenUpstream, str]) -> None:

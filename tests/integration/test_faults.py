@@ -1,0 +1,306 @@
+"""Overload and killed replicas on the real stack, with nothing accepted lost.
+
+The module deploys, beside the offline multi stack, a scripted model slowed down so that a weather run
+lasts many seconds (``llm_slow``) and a weather agent on it with room for 2 runs and 1 waiting request
+(``weather_faults``):
+
+- overload: 2 chats run, then 3 more come at once: exactly 1 waits and then runs, the other 2 get
+  ``503 overloaded`` with ``Retry-After`` straight away; every admitted chat ends with ``done``;
+- the LLM replica killed mid-answer: the chat ends with an ``error`` event and ``done`` (tokens had been
+  streamed: the call is not repeated), Serve starts a new replica, and the next message on the thread is
+  answered;
+- the agent replica killed mid-run: its stream ends without ``done`` (the proxy cannot finish it), the
+  user's message is in the thread, and once the dead replica's claim on the thread has expired the next
+  message on it is answered, after the run's open tool calls were closed;
+- the database restarted mid-run (a PostgreSQL server of the test's own, behind one more weather agent):
+  the run in flight ends with ``done``, a chat sent while it is down gets ``503 storage_unavailable``,
+  chats succeed again soon after it is back, and the turn committed before it is still there.
+"""
+
+import copy
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+from ray import serve
+
+from protocols.events import Done, Error, Metadata, Token, parse_sse_lines
+from tests.support.private_postgres import PrivatePostgres, postgres_bin_dir
+from tests.support.stack import ServeStack, deployed_over
+
+pytestmark = pytest.mark.integration
+
+ROUTE = "/weather-faults"
+APP = "weather_faults"
+SLOW_LLM_ROUTE = "/llm-slow"
+SLOW_LLM_APP = "llm_slow"
+TOKEN_DELAY_MS = 40  # a weather answer is hundreds of chunks: each run lasts ~20 s
+LEASE_TTL_S = 30  # a dead replica's claim on a thread expires this long after its last renewal
+
+
+def fault_apps(stack: ServeStack) -> dict[str, Any]:
+    """A slowed-down scripted model and a weather agent on it with room for 2 runs and 1 waiting."""
+    config = stack.local_config("serve_multi_config.yaml", offline=True)
+    apps = {app["name"]: app for app in config["applications"]}
+    llm = copy.deepcopy(apps["llm"])
+    llm.update(name=SLOW_LLM_APP, route_prefix=SLOW_LLM_ROUTE)
+    llm["args"] = {**llm["args"], "backend": "scripted", "scripted_token_delay_ms": TOKEN_DELAY_MS}
+    agent = copy.deepcopy(apps["weather_agent"])
+    agent.update(name=APP, route_prefix=ROUTE)
+    agent["args"] = {
+        **agent["args"],
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "max_ongoing_requests": 2,
+        "max_queued_requests": 1,
+        "queue_timeout_s": 300,
+        "retry_after_s": 3,
+        "llm_base_url": f"{stack.base_url}{SLOW_LLM_ROUTE}/v1",
+    }
+    return {**config, "applications": [llm, agent]}
+
+
+@pytest.fixture(scope="module")
+def faults(offline_multi: ServeStack) -> Iterator[ServeStack]:
+    with deployed_over(offline_multi, fault_apps(offline_multi), [ROUTE]) as stack:
+        yield stack
+
+
+class Chat(threading.Thread):
+    """One chat on its own thread: its status, body or SSE lines, and whether its stream broke."""
+
+    def __init__(
+        self, stack: ServeStack, text: str, thread_id: str | None = None, *, route: str = ROUTE
+    ) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{stack.base_url}{route}/chat"
+        self.body = {"user_request": text, **({"thread_id": thread_id} if thread_id else {})}
+        self.started = threading.Event()  # the answer has begun (status known)
+        self.response: httpx.Response | None = None
+        self.lines: list[str] = []
+        self.error_body = ""
+        self.broken: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("POST", self.url, json=self.body, timeout=300) as response:
+                self.response = response
+                if response.status_code != 200:
+                    self.error_body = response.read().decode()
+                    return
+                for line in response.iter_lines():
+                    self.lines.append(line)
+                    self.started.set()
+        except httpx.HTTPError as exc:  # a stream cut off mid-way
+            self.broken = exc
+        finally:
+            self.started.set()
+
+    def events(self) -> list[Any]:
+        return parse_sse_lines(self.lines)
+
+    def wait_for(self, kind: type, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(isinstance(event, kind) for event in self.events()):
+            assert time.monotonic() < deadline and self.is_alive(), (
+                f"no {kind.__name__} event: {self.lines[-5:]}"
+            )
+            time.sleep(0.05)
+
+
+def replica_actors(app_name: str) -> list[str]:
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")
+    ]
+
+
+def kill_replica(app_name: str) -> str:
+    (name,) = replica_actors(app_name)
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    return name
+
+
+def wait_replaced(app_name: str, killed: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        deployment = next(iter(serve.status().applications[app_name].deployments.values()))
+        alive = replica_actors(app_name)
+        if killed not in alive and alive and deployment.replica_states.get("RUNNING", 0) >= 1:
+            return
+        assert time.monotonic() < deadline, f"Serve did not replace the killed replica of {app_name}"
+        time.sleep(0.5)
+
+
+def history(stack: ServeStack, thread_id: str, route: str = ROUTE) -> list[dict[str, Any]]:
+    response = httpx.get(f"{stack.base_url}{route}/threads/{thread_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+def test_a_full_replica_queues_one_and_refuses_the_rest_with_a_json_503(faults: ServeStack) -> None:
+    running = [Chat(faults, f"What is the weather in {city}?") for city in ("Paris", "Seattle")]
+    for chat in running:
+        chat.start()
+    for chat in running:
+        assert chat.started.wait(120), "a first chat never started"
+        assert chat.response is not None and chat.response.status_code == 200
+
+    extra = [Chat(faults, f"What is the weather in {city}?") for city in ("Berlin", "Tokyo", "Boston")]
+    for chat in extra:
+        chat.start()
+    refused: list[Chat] = []
+    deadline = time.monotonic() + 60
+    while len(refused) < 2 and time.monotonic() < deadline:
+        refused = [c for c in extra if c.response is not None and c.response.status_code != 200]
+        time.sleep(0.05)
+    # Refused while both first runs still stream: they were not waiting for a slot.
+    assert len(refused) == 2, [c.response.status_code if c.response else None for c in extra]
+    assert all(c.is_alive() for c in running), "the first runs ended before the refusals came"
+    health = httpx.get(f"{faults.base_url}{ROUTE}/health", timeout=30)
+    assert health.status_code == 200, "a full replica still answers its health probe"
+
+    for chat in refused:
+        assert chat.response is not None
+        assert chat.response.status_code == 503
+        assert chat.response.headers["retry-after"] == "3"
+        assert chat.response.headers["content-type"] == "application/json"
+        error = httpx.Response(503, content=chat.error_body).json()["error"]
+        assert error["code"] == "overloaded" and "2 running, 1 waiting" in error["message"]
+
+    admitted = [*running, *(c for c in extra if c not in refused)]
+    for chat in admitted:
+        chat.join(300)
+        events = chat.events()
+        assert isinstance(events[0], Metadata) and isinstance(events[-1], Done), chat.lines[-5:]
+
+
+def test_the_llm_replica_killed_mid_answer_ends_the_run_with_an_error_and_done(faults: ServeStack) -> None:
+    chat = Chat(faults, "What is the weather in Chicago?")
+    chat.start()
+    chat.wait_for(Token)  # the model's answer is streaming: a repeat would say it twice
+    killed = kill_replica(SLOW_LLM_APP)
+    chat.join(120)
+    events = chat.events()
+    assert chat.broken is None, chat.broken
+    assert isinstance(events[-2], Error) and isinstance(events[-1], Done), chat.lines[-6:]
+    thread_id = events[0].thread_id
+
+    wait_replaced(SLOW_LLM_APP, killed)
+    again = Chat(faults, "And tomorrow?", thread_id)
+    again.run()
+    assert isinstance(again.events()[-1], Done) and not any(isinstance(e, Error) for e in again.events())
+    users = [m["content"] for m in history(faults, thread_id) if m["role"] == "user"]
+    assert users == ["What is the weather in Chicago?", "And tomorrow?"]
+
+
+def test_the_agent_replica_killed_mid_run_loses_no_accepted_message(faults: ServeStack) -> None:
+    chat = Chat(faults, "What is the weather in Denver?")
+    chat.start()
+    chat.wait_for(Token)
+    thread_id = chat.events()[0].thread_id
+    killed = kill_replica(APP)
+    chat.join(120)
+    assert not any(isinstance(e, Done) for e in chat.events()), "a dead replica cannot finish its stream"
+
+    wait_replaced(APP, killed)
+    faults.wait_ready(ROUTE)
+    users = [m["content"] for m in history(faults, thread_id) if m["role"] == "user"]
+    assert users == ["What is the weather in Denver?"], "the accepted message was lost"
+
+    # The dead replica's claim on the thread expires within its TTL; until then: 409 thread_busy.
+    deadline = time.monotonic() + LEASE_TTL_S + 60
+    while True:
+        again = Chat(faults, "And in Boulder?", thread_id)
+        again.run()
+        if again.response is not None and again.response.status_code == 200:
+            break
+        assert again.response is not None and again.response.status_code == 409, again.error_body
+        assert time.monotonic() < deadline, "the dead replica's claim on the thread never expired"
+        time.sleep(2)
+    events = again.events()
+    assert isinstance(events[-1], Done) and not any(isinstance(e, Error) for e in events), again.lines[-6:]
+    messages = history(faults, thread_id)
+    assert [m["content"] for m in messages if m["role"] == "user"] == [
+        "What is the weather in Denver?",
+        "And in Boulder?",
+    ]
+    # Every tool call of the cut-off run has a result (closed as not run where it had none).
+    calls = {c["id"] for m in messages for c in m.get("tool_calls", [])}
+    results = {m["tool_call_id"] for m in messages if m["role"] == "tool"}
+    assert calls <= results
+
+
+PG_ROUTE = "/weather-pg"
+
+
+def until_answered(stack: ServeStack, text: str, thread_id: str, route: str, timeout_s: float) -> Chat:
+    """Send ``text`` on the thread until it is answered (409 while an earlier run's claim lasts, 503 while
+    the store is unreachable); the answered chat."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        chat = Chat(stack, text, thread_id, route=route)
+        chat.run()
+        if chat.response is not None and chat.response.status_code == 200:
+            return chat
+        assert chat.response is not None and chat.response.status_code in (409, 503), chat.error_body
+        assert time.monotonic() < deadline, f"not answered within {timeout_s:.0f}s: {chat.error_body}"
+        time.sleep(2)
+
+
+def test_a_database_restart_mid_run_loses_no_committed_turn(faults: ServeStack) -> None:
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    database = PrivatePostgres(Path(tempfile.mkdtemp(prefix="faults-pg-")), bin_dir)
+    database.init()
+    database.start()
+    config = fault_apps(faults)
+    agent = next(app for app in config["applications"] if app["name"] == APP)
+    agent.update(name="weather_pg", route_prefix=PG_ROUTE)
+    agent["runtime_env"] = {
+        **agent.get("runtime_env", {}),
+        "env_vars": {**agent.get("runtime_env", {}).get("env_vars", {}), "DATABASE_URL": database.url},
+    }
+    try:
+        with deployed_over(faults, {**config, "applications": [agent]}, [PG_ROUTE]):
+            committed = Chat(faults, "What is the weather in Miami?", route=PG_ROUTE)
+            committed.run()
+            assert isinstance(committed.events()[-1], Done), committed.lines[-5:]
+            thread_id, answer = committed.events()[0].thread_id, committed.events()[-1].answer
+
+            running = Chat(faults, "And in Orlando?", thread_id, route=PG_ROUTE)
+            running.start()
+            running.wait_for(Token)
+            database.stop()
+            running.join(180)
+            assert not running.is_alive() and running.broken is None, running.broken
+            assert isinstance(running.events()[-1], Done), running.lines[-6:]
+
+            down = Chat(faults, "What is the weather in Austin?", route=PG_ROUTE)
+            down.run()
+            assert down.response is not None and down.response.status_code == 503, down.error_body
+            assert (
+                httpx.Response(503, content=down.error_body).json()["error"]["code"] == "storage_unavailable"
+            )
+
+            database.start()
+            back = until_answered(faults, "And in Tampa?", thread_id, PG_ROUTE, timeout_s=LEASE_TTL_S + 60)
+            assert isinstance(back.events()[-1], Done) and not any(
+                isinstance(e, Error) for e in back.events()
+            )
+            messages = history(faults, thread_id, PG_ROUTE)
+            users = [m["content"] for m in messages if m["role"] == "user"]
+            # The turn cut off by the restart keeps its user message (it was saved when the run began).
+            assert users == ["What is the weather in Miami?", "And in Orlando?", "And in Tampa?"], users
+            assert answer in [m["content"] for m in messages if m["role"] == "assistant"]
+    finally:
+        database.remove()
