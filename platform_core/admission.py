@@ -16,6 +16,7 @@ Health probes (``exempt_paths``) are never held back: an overloaded replica is b
 
 import asyncio
 import logging
+import time
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Serve slots beyond running + waiting: health probes and refusals being written.
 HEADROOM = 16
+# A replica that refuses says so in its log at most this often (an overload would flood it otherwise).
+WARN_EVERY_S = 60.0
 
 MaxQueuedRequests = Annotated[
     int,
@@ -96,6 +99,7 @@ class Admission:
         self.running = 0  # admitted, not finished
         self.waiting = 0  # in line for a slot
         self.refused = 0  # answered 503 overloaded since start
+        self._warned_at = -WARN_EVERY_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request now, after a bounded wait, or refuse it with 503 ``overloaded``."""
@@ -105,7 +109,7 @@ class Admission:
         if self._slots.locked():
             refusal = await self._wait_for_slot()
             if refusal is not None:
-                self.refused += 1
+                self._refused(refusal)
                 await refusal.response()(scope, receive, send)
                 return
         else:
@@ -116,6 +120,13 @@ class Admission:
         finally:
             self.running -= 1
             self._slots.release()
+
+    def _refused(self, refusal: APIError) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            logger.warning("overloaded: %s (%d refused since start)", refusal.message, self.refused)
 
     async def _wait_for_slot(self) -> APIError | None:
         """Take a slot after waiting in line; the refusal when the line is full or the wait runs out."""

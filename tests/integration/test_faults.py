@@ -32,7 +32,7 @@ from ray import serve
 
 from protocols.events import Done, Error, Metadata, Token, parse_sse_lines
 from tests.support.private_postgres import PrivatePostgres, postgres_bin_dir
-from tests.support.stack import ServeStack, deployed_over
+from tests.support.stack import ServeStack, deployed_over, replica_actors
 
 pytestmark = pytest.mark.integration
 
@@ -112,14 +112,6 @@ class Chat(threading.Thread):
                 f"no {kind.__name__} event: {self.lines[-5:]}"
             )
             time.sleep(0.05)
-
-
-def replica_actors(app_name: str) -> list[str]:
-    return [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")
-    ]
 
 
 def kill_replica(app_name: str) -> str:

@@ -16,7 +16,7 @@ from a2a.utils.constants import TransportProtocol
 
 from protocols.a2a_client import a2a_execute_text
 from protocols.events import Done, Error, SSEParser, ToolCall, ToolResult
-from tests.support.stack import ServeStack, chat
+from tests.support.stack import ServeStack, chat, replica_actors
 
 pytestmark = pytest.mark.integration
 
@@ -81,14 +81,6 @@ def test_a_packing_thread_survives_a_replica_restart(offline_multi: ServeStack) 
         stack.wait_ready("/packing-agent")
 
 
-def _replica_actors(app_name: str) -> list[str]:
-    return [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")
-    ]
-
-
 def _packing_tasks(stack: ServeStack) -> list[dict]:
     response = httpx.get(f"{stack.base_url}/a2a-packing/tasks", headers={"A2A-Version": "1.0"}, timeout=30)
     assert response.status_code == 200, response.text
@@ -130,7 +122,7 @@ def test_travel_gives_a_partial_answer_when_the_packing_agent_dies_mid_run(offli
                     while not _packing_task_in_progress(stack, known):
                         assert time.monotonic() < deadline, "the packing task never started its run"
                         time.sleep(0.2)
-                    killed = _replica_actors("packing_agent")
+                    killed = replica_actors("packing_agent")
                     for name in killed:
                         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
         assert killed, "no packing agent replica to kill"

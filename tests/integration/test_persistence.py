@@ -12,7 +12,7 @@ import ray
 from ray import serve
 
 from protocols.events import Done, Metadata, SSEParser, parse_sse_lines
-from tests.support.stack import POSTGRES_URL, ROOT, ServeStack, postgres_reachable
+from tests.support.stack import POSTGRES_URL, ROOT, ServeStack, postgres_reachable, replica_actors
 
 pytestmark = pytest.mark.integration
 
@@ -116,22 +116,14 @@ def test_turns_on_different_replicas_share_one_history(durable: Durable) -> None
         assert user_turns(history(durable, thread_id)) == asked
 
 
-def agent_replica_actors(app_name: str) -> list[str]:
-    return [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")
-    ]
-
-
 def test_conversation_continues_after_every_replica_is_killed(durable: Durable) -> None:
     thread_id, first_answer, _ = turn(durable, "What is the weather in Chicago?")
-    killed = agent_replica_actors(durable.app_name)
+    killed = replica_actors(durable.app_name)
     assert len(killed) == 2
     for name in killed:
         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
     deadline = time.monotonic() + 180
-    while set(agent_replica_actors(durable.app_name)) & set(killed) or not _running(durable.app_name, 2):
+    while set(replica_actors(durable.app_name)) & set(killed) or not _running(durable.app_name, 2):
         assert time.monotonic() < deadline, "Serve did not replace the killed replicas"
         time.sleep(1)
     durable.stack.wait_ready(durable.agent)

@@ -1,6 +1,7 @@
 """Bounded admission: so many run, so many wait (for so long), the rest get 503 overloaded at once."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -65,7 +66,7 @@ async def until(condition, timeout_s: float = 5.0) -> None:
 
 
 async def test_beyond_the_running_and_waiting_requests_the_next_gets_503_at_once(
-    held: Held, client_for
+    held: Held, client_for, caplog: pytest.LogCaptureFixture
 ) -> None:
     admission = admitting(held)
     client = client_for(admission)
@@ -74,13 +75,18 @@ async def test_beyond_the_running_and_waiting_requests_the_next_gets_503_at_once
     waiting = asyncio.create_task(client.post("/work"))
     await until(lambda: admission.waiting == 1)
 
-    refused = await client.post("/work")
+    with caplog.at_level(logging.WARNING, "platform_core.admission"):
+        refused = await client.post("/work")
+        assert (await client.post("/work")).status_code == 503
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "7"
     error = refused.json()["error"]
     assert error["code"] == "overloaded"
     assert "2 running, 1 waiting" in error["message"] and "retry after 7s" in error["message"]
-    assert admission.refused == 1
+    assert admission.refused == 2
+    # The replica's log says it is refusing, once per minute at most (not once per request).
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and warnings[0].startswith("overloaded: this service is at capacity")
 
     # A full replica still answers its health probe.
     assert (await client.get("/health")).status_code == 200

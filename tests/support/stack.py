@@ -171,6 +171,15 @@ def health(base_url: str, route: str) -> dict[str, Any]:
     return body
 
 
+def replica_actors(app_name: str) -> list[str]:
+    """The actor names of the app's Serve replicas alive now (``ray.get_actor(name, namespace="serve")``)."""
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")
+    ]
+
+
 def weather_replica(base_url: str) -> str:
     """The ``X-Replica-Id`` of the weather agent replica that answers one chat."""
     response = httpx.post(
