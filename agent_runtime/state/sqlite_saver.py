@@ -74,10 +74,9 @@ class PatientSqliteSaver(AsyncSqliteSaver):
         await self._patiently("thread delete", lambda: delete(thread_id))
 
     async def _patiently(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        deadline = time.monotonic() + self.patience_s
         started = time.monotonic()
+        deadline = started + self.patience_s
         backoff = Backoff(initial_s=0.1, max_s=2.0)
-        failures = 0
         while True:
             try:
                 result = await attempt()
@@ -86,7 +85,6 @@ class PatientSqliteSaver(AsyncSqliteSaver):
                     raise
                 await self._roll_back()
                 delay = backoff.next_delay()
-                failures += 1
                 if time.monotonic() + delay > deadline:
                     raise
                 logger.warning(
@@ -98,7 +96,7 @@ class PatientSqliteSaver(AsyncSqliteSaver):
                 )
                 await asyncio.sleep(delay)
                 continue
-            if failures:
+            if backoff.failures:
                 logger.warning(
                     "%s: saved after %.1fs of a locked database file", what, time.monotonic() - started
                 )
