@@ -92,6 +92,7 @@ HTTPErrorCode = Literal[
     "thread_not_found",
     "thread_busy",
     "storage_unavailable",
+    "overloaded",
     "unauthenticated",
     "forbidden",
     "rate_limited",
@@ -113,6 +114,11 @@ HTTP_ERROR_CODES: dict[HTTPErrorCode, tuple[int | None, str]] = {
     "thread_not_found": (404, "`GET`/`DELETE /threads/{id}` of a thread the agent does not hold"),
     "thread_busy": (409, "the thread has a run in progress; send the next message when it has finished"),
     "storage_unavailable": (503, "a platform store (conversations, limits) is unavailable; try again later"),
+    "overloaded": (
+        503,
+        "every run slot and waiting place of the replica is taken (or the wait ran out); `Retry-After` says "
+        "when to retry (Reliability)",
+    ),
     "unauthenticated": (
         401,
         "no credential, or a malformed, unknown, revoked or expired one (with `WWW-Authenticate: Bearer`)",

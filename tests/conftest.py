@@ -74,6 +74,7 @@ STACK_MODULE_ORDER = (
     "test_packing",
     "test_browser",
     "test_faults",
+    "test_soak",
     "test_rollout",
 )
 

@@ -34,7 +34,6 @@ async def test_twenty_chats_held_for_a_minute_fail_none_and_leak_no_descriptors(
 
     assert result.errors == 0, report
     assert result.chats >= STREAMS, report
-    assert all(window.finished > 0 for window in result.windows), report
     replicas = [name for name in result.start if name.startswith("ray::ServeReplica:weather_agent:")]
     assert replicas and all(name in result.end for name in replicas), report
     assert {"ray::ProxyActor", "ray::ServeController"} <= set(result.start), report
