@@ -18,6 +18,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,16 @@ class ChatMarks:
     done: float | None = None
     error: str | None = None
     tool_calls: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the chat ended with ``done`` and no error."""
+        return self.error is None and self.done is not None
+
+
+def error_codes(marks: Iterable[ChatMarks]) -> dict[str, int]:
+    """How many chats failed, by error code (``no_done``: the stream ended without ``done``)."""
+    return dict(Counter(m.error or "no_done" for m in marks if not m.ok))
 
 
 @dataclass
@@ -109,8 +120,7 @@ async def run_level(
     start = time.perf_counter()
     marks = await asyncio.gather(*(guarded() for _ in range(requests)))
     elapsed = time.perf_counter() - start
-    ok = [m for m in marks if m.error is None and m.done is not None]
-    codes = Counter(m.error or "no_done" for m in marks if m not in ok)
+    ok = [m for m in marks if m.ok]
     first = [m.first_event for m in marks if m.first_event is not None]
     done = [m.done for m in ok if m.done is not None]
     tool = [t for m in ok for _, _, t in m.tool_calls]
@@ -118,7 +128,7 @@ async def run_level(
         concurrency=concurrency,
         requests=requests,
         errors=requests - len(ok),
-        error_codes=dict(codes),
+        error_codes=error_codes(marks),
         elapsed_s=round(elapsed, 2),
         throughput_per_s=round(len(ok) / elapsed, 3),
         first_event_p50_s=_round(percentile(first, 0.5)),

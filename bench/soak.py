@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.load import ChatMarks, http_pool, one_chat, percentile
+from bench.load import ChatMarks, error_codes, http_pool, one_chat, percentile
 from bench.stack import REPO_ROOT, offline_stack
 from protocols.chat_client import ChatClient
 
@@ -158,7 +158,7 @@ def serve_processes(root_pid: int) -> dict[str, ProcessUsage]:
 
 def _window(marks: list[ChatMarks], ends_at_s: float) -> Window:
     first = [m.first_event for m in marks if m.first_event is not None]
-    done = [m.done for m in marks if m.error is None and m.done is not None]
+    done = [m.done for m in marks if m.ok and m.done is not None]
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1000, 1)
@@ -166,7 +166,7 @@ def _window(marks: list[ChatMarks], ends_at_s: float) -> Window:
     return Window(
         ends_at_s=round(ends_at_s, 1),
         finished=len(marks),
-        errors=sum(1 for m in marks if m.error is not None or m.done is None),
+        errors=sum(1 for m in marks if not m.ok),
         first_event_p50_ms=ms(percentile(first, 0.5)),
         first_event_p99_ms=ms(percentile(first, 0.99)),
         done_p50_ms=ms(percentile(done, 0.5)),
@@ -184,7 +184,7 @@ async def soak(
     route: str = ROUTE,
     text: str = DEFAULT_TEXT,
 ) -> SoakResult:
-    """Hold ``streams`` chats for ``seconds`` (after a warm-up round) and report (see the module doc)."""
+    """Hold ``streams`` chats for ``seconds`` (after two warm-up rounds) and report (see the module doc)."""
     timeout = httpx.Timeout(300, connect=30)
     # Warm-up: two rounds at full concurrency (connections, pools, caches), before the first sample. Both
     # samples are taken with the soak's own connections closed (the proxy counts them as descriptors).
@@ -222,15 +222,12 @@ async def soak(
         inside = [m for at, m in finished if edge - window_s <= at < edge]
         windows.append(_window(inside, min(edge, elapsed)))
         edge += window_s
-    failed = [m for _, m in finished if m.error is not None or m.done is None]
-    codes: dict[str, int] = {}
-    for marks in failed:
-        codes[marks.error or "no_done"] = codes.get(marks.error or "no_done", 0) + 1
+    codes = error_codes(m for _, m in finished)
     return SoakResult(
         streams=streams,
         seconds=round(elapsed, 1),
         chats=len(finished),
-        errors=len(failed),
+        errors=sum(codes.values()),
         error_codes=codes,
         windows=windows,
         start=start,
