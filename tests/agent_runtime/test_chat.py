@@ -334,11 +334,13 @@ async def test_runs_tool_calls_tokens_and_streams_are_counted(make_chat, llm, mo
     assert 0 < first_token <= duration
     assert recorded.samples("open_streams", agent="counted") == [1, 0]
 
-    # A run cut off by its time limit counts under its error code; a failed tool under "error".
-    failing = playbook(llm, Turn(tool_calls=[("fail", {"reason": "x"})]), Turn(text="Late.", delay_s=5))
-    await chat(make_chat(run_timeout_s=1.0, name="counted"), {"user_request": failing})
+    # A failed tool counts under "error" (the run goes on); a run cut off by its time limit under its code.
+    failing = playbook(llm, Turn(tool_calls=[("fail", {"reason": "x"})]), Turn(text="Noted."))
+    await chat(base, {"user_request": failing})
+    assert recorded.total("tool_calls", agent="counted", tool="fail", status="error") == 1
+    late = playbook(llm, Turn(text="Late.", delay_s=5))
+    await chat(make_chat(run_timeout_s=1.0, name="counted"), {"user_request": late})
     assert recorded.total("runs", agent="counted", outcome="timeout") == 1
-    assert recorded.total("tool_calls", tool="fail", status="error") == 1
     assert recorded.samples("open_streams", agent="counted")[-1] == 0
 
 

@@ -340,6 +340,9 @@ def test_sign_in_with_oidc_puts_the_token_in_the_tabs_key_box(oidc_ui: ServeStac
     assert "eyJ" not in storage, "the token left the browser's storage for the key box"
 
     page.locator("#new-chat").click()
+    # The page's state (with the refused message) is what a send carries until the reload's restore or
+    # the click has answered: both start a new chat and say so.
+    expect(status).to_contain_text("New chat with", timeout=60_000)
     message.fill("Weather in Paris?")
     page.locator("#send").click()
     expect(status).to_contain_text("completion tokens", timeout=ANSWER_TIMEOUT_MS)
