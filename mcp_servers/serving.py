@@ -35,6 +35,7 @@ from starlette.types import Scope
 from identity.gate import AuthGate
 from identity.middleware import RequireScope
 from mcp_servers.tracing import trace_tool_calls
+from mcp_servers.upstream_health import PROBE_TTL_S, UpstreamProbe
 from platform_core.admission import Admission, AdmittedDeploymentArgs
 from platform_core.api_errors import RequestBodyLimit, decode_json, http_error_response
 from platform_core.config_version import with_config_version
@@ -77,11 +78,21 @@ class MCPScalingArgs(AdmittedDeploymentArgs):
         default_factory=list,
         description="Extra Origin header values accepted (browsers); 'scheme://host:*' matches any port.",
     )
+    upstream_probe_s: float = Field(
+        default=PROBE_TTL_S,
+        ge=0,
+        description="GET /health probes the server's upstream APIs at most this often (seconds) and "
+        "answers 503 ready=false, naming them, while one is down (a refused connection, a timeout, a 5xx).",
+    )
     dns_rebinding_protection: bool = Field(
         default=True,
         description="Check Host/Origin headers against the allowed lists. Disable only when a trusted "
         "gateway in front of Serve already restricts hosts (e.g. an authenticated Anyscale service).",
     )
+
+    def upstreams(self) -> dict[str, str]:
+        """Name -> URL of the upstream APIs ``GET /health`` probes (none here; servers name theirs)."""
+        return {}
 
     def autoscaling_config(self) -> dict[str, Any]:
         """Serve's autoscaling config, starting one replica even when scaling to zero.
@@ -171,9 +182,15 @@ def create_mcp_asgi_app(
     mcp_app = server.streamable_http_app()
     mcp_app.add_exception_handler(HTTPException, http_error_response)  # its 404/405 as JSON, not text
 
+    upstreams = UpstreamProbe(args.upstreams(), ttl_s=args.upstream_probe_s)
+
     async def health(_: Request) -> JSONResponse:
         tools = [tool.name for tool in await server.list_tools()]
-        return JSONResponse(await with_config_version({"ready": True, "server": server.name, "tools": tools}))
+        down = await upstreams.down()
+        body = {"ready": not down, "server": server.name, "tools": tools}
+        if down:  # the server runs, but its tools would fail: say which upstream, until it answers again
+            body["upstreams_down"] = down
+        return JSONResponse(await with_config_version(body), status_code=503 if down else 200)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

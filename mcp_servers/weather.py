@@ -61,6 +61,16 @@ class WeatherServerArgs(MCPScalingArgs):
     timeout_s: float = Field(default=10.0, gt=0, description="Timeout of each upstream HTTP request.")
     retries: int = Field(default=1, ge=0, description="Retries after a connection error or 5xx answer.")
 
+    def upstreams(self) -> dict[str, str]:
+        """The weather APIs ``GET /health`` probes."""
+        endpoints = self.endpoints()
+        return {
+            "nws": endpoints.nws,
+            "open_meteo_forecast": endpoints.forecast,
+            "open_meteo_geocoding": endpoints.geocoding,
+            "open_meteo_air_quality": endpoints.air_quality,
+        }
+
     def endpoints(self) -> WeatherEndpoints:
         """Base URLs with unset ones resolved: the public APIs, or the sample upstream when offline."""
         return WeatherEndpoints(

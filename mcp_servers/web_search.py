@@ -108,6 +108,10 @@ class WebSearchServerArgs(MCPScalingArgs):
             raise ValueError(f"not valid TCP ports: {invalid}")
         return ports
 
+    def upstreams(self) -> dict[str, str]:
+        """The search API ``GET /health`` probes (fetched pages are anyone's: not probed)."""
+        return {"brave": self.resolved_brave()[0]}
+
     def resolved_brave(self) -> tuple[str, str | None, bool]:
         """(base URL, API key, key required): unset values from the settings; offline, the sample upstream."""
         settings = get_settings()

@@ -1,9 +1,9 @@
 """Serve deployment sizing shared by every app builder (agents, A2A adapters, MCP servers, the LLM).
 
 One flat set of fields (``num_cpus``, ``min_replicas``, ``max_replicas``, ``target_ongoing_requests``,
-``max_ongoing_requests``) means the same in every Serve config; an app's args model subclasses
-:class:`ServeDeploymentArgs` and only changes defaults, via the annotated field types below (so
-constraints and descriptions live here once).
+``max_ongoing_requests``, ``upscale_delay_s``, ``downscale_delay_s``) means the same in every Serve
+config; an app's args model subclasses :class:`ServeDeploymentArgs` and only changes defaults, via the
+annotated field types below (so constraints and descriptions live here once).
 
 The base defaults fit agents, which mostly wait on the LLM and tools: a fraction of a CPU per replica,
 and many concurrent requests per replica, because every open SSE stream holds one of Serve's
@@ -22,6 +22,22 @@ MaxReplicas = Annotated[
 TargetOngoingRequests = Annotated[
     float,
     Field(gt=0, description="Autoscaling target of concurrent requests (open streams) per replica."),
+]
+UpscaleDelay = Annotated[
+    float,
+    Field(
+        ge=0,
+        description="Seconds the load must stay above the target before Serve adds replicas (Serve's "
+        "default 30). Short reacts to a burst; on a small machine a new replica costs CPU to start.",
+    ),
+]
+DownscaleDelay = Annotated[
+    float,
+    Field(
+        ge=0,
+        description="Seconds the load must stay below the target before Serve removes replicas (Serve's "
+        "default 600). A removed replica finishes its runs first (graceful shutdown).",
+    ),
 ]
 MaxOngoingRequests = Annotated[
     int,
@@ -55,6 +71,8 @@ class ServeDeploymentArgs(BaseModel):
     max_replicas: MaxReplicas = 1
     target_ongoing_requests: TargetOngoingRequests = 16
     max_ongoing_requests: MaxOngoingRequests = 64
+    upscale_delay_s: UpscaleDelay = 30.0
+    downscale_delay_s: DownscaleDelay = 600.0
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> "ServeDeploymentArgs":
@@ -67,6 +85,8 @@ class ServeDeploymentArgs(BaseModel):
             "min_replicas": self.min_replicas,
             "max_replicas": self.max_replicas,
             "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
         }
 
     def deployment_options(self) -> dict[str, Any]:

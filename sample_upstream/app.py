@@ -4,7 +4,10 @@ It stands in for the public internet (NWS, Open-Meteo, Brave Search, web pages),
 CI and many users' machines cannot reach. Every payload it serves is labelled as sample data.
 """
 
-from fastapi import FastAPI
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
@@ -15,11 +18,22 @@ from sample_upstream.weather import router as weather_router
 from sample_upstream.web import router as web_router
 
 
-def create_app() -> FastAPI:
-    """The ASGI app; usable without Ray (``uvicorn sample_upstream.app:create_app --factory``)."""
+def create_app(latency_ms: int = 0) -> FastAPI:
+    """The ASGI app; usable without Ray (``uvicorn sample_upstream.app:create_app --factory``).
+
+    ``latency_ms`` delays every answer but the health probe's: a slow upstream, for load and fault tests.
+    """
     app = FastAPI(title="Sample upstream (offline sample data)")
     app.include_router(weather_router)
     app.include_router(web_router)
+
+    if latency_ms:
+
+        @app.middleware("http")
+        async def delay(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if request.url.path != "/health":
+                await asyncio.sleep(latency_ms / 1000)
+            return await call_next(request)
 
     @app.get("/health")
     async def health() -> dict[str, object]:
@@ -31,9 +45,9 @@ def create_app() -> FastAPI:
 class SampleUpstreamReplica:
     """One replica serving :func:`create_app` behind the Serve proxy at ``/sample-upstream``."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency_ms: int = 0) -> None:
         route_into_serve_logs()
-        self._app = create_app()
+        self._app = create_app(latency_ms)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app
@@ -50,8 +64,14 @@ class SampleUpstreamArgs(BaseModel):
     """Builder args of the sample upstream app (``args:`` in a Serve config)."""
 
     num_replicas: int = Field(default=1, ge=1)
+    latency_ms: int = Field(
+        default=0,
+        ge=0,
+        le=600_000,
+        description="Delay of every answer (not of /health): a slow upstream, for load and fault tests.",
+    )
 
 
 def build_app(args: SampleUpstreamArgs) -> Application:
     """The sample upstream Serve app (``import_path: sample_upstream.app:build_app``)."""
-    return SampleUpstream.options(num_replicas=args.num_replicas).bind()
+    return SampleUpstream.options(num_replicas=args.num_replicas).bind(args.latency_ms)

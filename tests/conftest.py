@@ -75,6 +75,7 @@ STACK_MODULE_ORDER = (
     "test_browser",
     "test_faults",
     "test_soak",
+    "test_autoscaling",
     "test_rollout",
 )
 

@@ -30,6 +30,7 @@ clustered task store: every replica reads, streams (``tasks/subscribe``) and can
 replica runs it; a task survives the replica that created it.
 """
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -67,6 +68,7 @@ from starlette.routing import Route
 from agent_runtime.a2a.access import PrincipalContextBuilder, require_bearer
 from agent_runtime.a2a.executor import ChatAgentExecutor
 from agent_runtime.state.database import Database
+from agent_runtime.state.orphaned_tasks import ORPHAN_CHECK_INTERVAL_S, fail_orphaned_tasks_periodically
 from agent_runtime.tools.sources import resolve_url
 from identity.gate import AuthGate
 from identity.middleware import RequireScope
@@ -256,6 +258,7 @@ def create_a2a_app(
     task_timeout_s: float = 300.0,
     progress_interval_s: float = 1.0,
     cancel_check_s: float = 1.0,
+    orphan_check_s: float = ORPHAN_CHECK_INTERVAL_S,
     task_store: TaskStore | None = None,
     database: Database | None = None,
     gate: AuthGate | None = None,
@@ -264,7 +267,9 @@ def create_a2a_app(
     """The A2A ASGI app for one agent (mount it at ``spec.route_prefix``).
 
     Tasks go to ``database`` (opened at start-up, closed at shutdown), else to ``task_store``, else to
-    this process's memory. ``gate`` decides on credentials (default: ``AUTH``; :mod:`.access`).
+    this process's memory. On a database, every ``orphan_check_s`` the app records ``failed`` this
+    agent's tasks that a replica which stopped left open (:mod:`agent_runtime.state.orphaned_tasks`).
+    ``gate`` decides on credentials (default: ``AUTH``; :mod:`.access`).
     ``admission`` bounds the requests running and waiting at once; beyond, 503 ``overloaded``.
     """
     gate = gate or AuthGate()
@@ -273,8 +278,10 @@ def create_a2a_app(
     card = build_agent_card(spec, public_url(spec, public_base_url))
     store: TaskStore | VersionedDatabaseTaskStore = task_store or InMemoryTaskStore()
     event_stream = None
+    shared: VersionedDatabaseTaskStore | None = None
     if database is not None:
-        store, event_stream = database.task_store(spec.name)
+        shared, event_stream = database.task_store(spec.name)
+        store = shared
     executor = ChatAgentExecutor(
         agent_url + "/chat",
         task_timeout_s=task_timeout_s,
@@ -298,11 +305,22 @@ def create_a2a_app(
         await gate.open()
         if gate.enabled:
             require_bearer(card)
-        if database is not None:
+        sweeping: asyncio.Task[None] | None = None
+        if database is not None and shared is not None:
             await database.open()
+            # A task can last task_timeout_s; one untouched for longer (and the margin) has no replica.
+            sweeping = asyncio.create_task(
+                fail_orphaned_tasks_periodically(
+                    shared, database.engine, spec.name, task_timeout_s + SHUTDOWN_MARGIN_S, orphan_check_s
+                ),
+                name=f"a2a-{spec.name}-orphaned-tasks",
+            )
         try:
             yield
         finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
             await handler.aclose()
             await executor.aclose()
             await health_client.aclose()

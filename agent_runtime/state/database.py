@@ -87,8 +87,16 @@ def thread_key(agent: str, thread_id: str) -> str:
     return f"{agent}/{thread_id}"
 
 
+# ServerCallContext.state key naming a task's stored owner outright: for the platform's own writes to
+# tasks of any caller (agent_runtime.state.orphaned_tasks). a2a-sdk never puts request data under it.
+OWNER_OF_RECORD = "platform.owner_of_record"
+
+
 def _scoped_owner(scope: str) -> Callable[[ServerCallContext], str]:
     def owner(context: ServerCallContext) -> str:
+        recorded = context.state.get(OWNER_OF_RECORD)
+        if isinstance(recorded, str):
+            return recorded
         return f"{scope}:{resolve_user_scope(context)}"
 
     return owner

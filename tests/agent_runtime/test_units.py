@@ -154,13 +154,17 @@ def test_deployment_options_fixed_or_autoscaled() -> None:
     fixed = ServeDeploymentArgs().deployment_options()
     assert fixed == {"ray_actor_options": {"num_cpus": 0.2}, "max_ongoing_requests": 64, "num_replicas": 1}
     scaled = ServeDeploymentArgs(
-        min_replicas=1, max_replicas=4, target_ongoing_requests=8
+        min_replicas=1, max_replicas=4, target_ongoing_requests=8, upscale_delay_s=10, downscale_delay_s=60
     ).deployment_options()
     assert scaled["autoscaling_config"] == {
         "min_replicas": 1,
         "max_replicas": 4,
         "target_ongoing_requests": 8,
+        "upscale_delay_s": 10,
+        "downscale_delay_s": 60,
     }
+    defaults = ServeDeploymentArgs(max_replicas=2).autoscaling_config()  # Serve's own delays
+    assert (defaults["upscale_delay_s"], defaults["downscale_delay_s"]) == (30, 600)
     assert "num_replicas" not in scaled
     with pytest.raises(ValidationError):
         ServeDeploymentArgs(min_replicas=3, max_replicas=2)

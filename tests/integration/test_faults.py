@@ -1,8 +1,9 @@
 """Overload and killed replicas on the real stack, with nothing accepted lost.
 
 The module deploys, beside the offline multi stack, a scripted model slowed down so that a weather run
-lasts many seconds (``llm_slow``) and a weather agent on it with room for 2 runs and 1 waiting request
-(``weather_faults``):
+lasts many seconds (``llm_slow``), a weather MCP server whose upstream answers after 2 s
+(``mcp_weather_faults`` on ``sample_upstream_slow``), and a weather agent on both with room for 2 runs
+and 1 waiting request (``weather_faults``):
 
 - overload: 2 chats run, then 3 more come at once: exactly 1 waits and then runs, the other 2 get
   ``503 overloaded`` with ``Retry-After`` straight away; every admitted chat ends with ``done``;
@@ -12,15 +13,21 @@ lasts many seconds (``llm_slow``) and a weather agent on it with room for 2 runs
 - the agent replica killed mid-run: its stream ends without ``done`` (the proxy cannot finish it), the
   user's message is in the thread, and once the dead replica's claim on the thread has expired the next
   message on it is answered, after the run's open tool calls were closed;
+- the MCP replica killed mid-call: the run ends with ``done``, every tool call has a result (the cut-off
+  one an error the model read), and once Serve has replaced the replica the next message's tools work;
+- the A2A replica killed mid-task: the caller's call fails at once (it does not hang), and once Serve has
+  replaced the replica the same context goes on, its thread holding both messages;
 - the database restarted mid-run (a PostgreSQL server of the test's own, behind one more weather agent):
   the run in flight ends with ``done``, a chat sent while it is down gets ``503 storage_unavailable``,
   chats succeed again soon after it is back, and the turn committed before it is still there.
 """
 
+import asyncio
 import copy
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +37,15 @@ import pytest
 import ray
 from ray import serve
 
-from protocols.events import Done, Error, Metadata, Token, parse_sse_lines
+from agent_runtime.a2a.executor import thread_id_for_context
+from mcp_servers.weather import (
+    SAMPLE_AIR_QUALITY_PATH,
+    SAMPLE_FORECAST_PATH,
+    SAMPLE_GEOCODING_PATH,
+    SAMPLE_NWS_PATH,
+)
+from protocols.a2a_client import A2ACallError, A2AResult, A2ATaskFailed, a2a_execute_text
+from protocols.events import Done, Error, Metadata, Token, ToolCall, ToolResult, parse_sse_lines
 from tests.support.private_postgres import PrivatePostgres, postgres_bin_dir
 from tests.support.stack import ServeStack, deployed_over, replica_actors
 
@@ -41,16 +56,38 @@ APP = "weather_faults"
 SLOW_LLM_ROUTE = "/llm-slow"
 SLOW_LLM_APP = "llm_slow"
 TOKEN_DELAY_MS = 40  # a weather answer is hundreds of chunks: each run lasts ~20 s
+SLOW_UPSTREAM_ROUTE = "/sample-upstream-slow"
+UPSTREAM_LATENCY_MS = 2000  # each tool call waits this long on its upstream: time to kill the MCP server
+MCP_APP = "mcp_weather_faults"
+MCP_ROUTE = "/mcp-weather-faults"
+A2A_APP = "a2a_weather_faults"
+A2A_ROUTE = "/a2a-weather-faults"
 LEASE_TTL_S = 30  # a dead replica's claim on a thread expires this long after its last renewal
 
 
 def fault_apps(stack: ServeStack) -> dict[str, Any]:
-    """A slowed-down scripted model and a weather agent on it with room for 2 runs and 1 waiting."""
+    """A slowed-down scripted model, tools on a slow upstream, and a weather agent on both with room for
+    2 runs and 1 waiting."""
     config = stack.local_config("serve_multi_config.yaml", offline=True)
     apps = {app["name"]: app for app in config["applications"]}
     llm = copy.deepcopy(apps["llm"])
     llm.update(name=SLOW_LLM_APP, route_prefix=SLOW_LLM_ROUTE)
     llm["args"] = {**llm["args"], "backend": "scripted", "scripted_token_delay_ms": TOKEN_DELAY_MS}
+    upstream = copy.deepcopy(apps["sample_upstream"])
+    upstream.update(name="sample_upstream_slow", route_prefix=SLOW_UPSTREAM_ROUTE)
+    upstream["args"] = {**upstream.get("args", {}), "latency_ms": UPSTREAM_LATENCY_MS}
+    mcp = copy.deepcopy(apps["mcp_weather"])
+    mcp.update(name=MCP_APP, route_prefix=MCP_ROUTE)
+    slow = f"{stack.base_url}{SLOW_UPSTREAM_ROUTE}"
+    mcp["args"] = {
+        **mcp["args"],
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "nws_base_url": slow + SAMPLE_NWS_PATH,
+        "open_meteo_forecast_url": slow + SAMPLE_FORECAST_PATH,
+        "open_meteo_geocoding_url": slow + SAMPLE_GEOCODING_PATH,
+        "open_meteo_air_quality_url": slow + SAMPLE_AIR_QUALITY_PATH,
+    }
     agent = copy.deepcopy(apps["weather_agent"])
     agent.update(name=APP, route_prefix=ROUTE)
     agent["args"] = {
@@ -62,8 +99,12 @@ def fault_apps(stack: ServeStack) -> dict[str, Any]:
         "queue_timeout_s": 300,
         "retry_after_s": 3,
         "llm_base_url": f"{stack.base_url}{SLOW_LLM_ROUTE}/v1",
+        "mcp_urls": {"weather": f"{MCP_ROUTE}/mcp"},
     }
-    return {**config, "applications": [llm, agent]}
+    a2a = copy.deepcopy(apps["a2a_weather"])
+    a2a.update(name=A2A_APP, route_prefix=A2A_ROUTE)
+    a2a["args"] = {**a2a["args"], "route_prefix": A2A_ROUTE, "agent_url": ROUTE, "max_replicas": 1}
+    return {**config, "applications": [llm, upstream, mcp, agent, a2a]}
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +270,79 @@ def test_the_agent_replica_killed_mid_run_loses_no_accepted_message(faults: Serv
     calls = {c["id"] for m in messages for c in m.get("tool_calls", [])}
     results = {m["tool_call_id"] for m in messages if m["role"] == "tool"}
     assert calls <= results
+
+
+def test_the_mcp_replica_killed_mid_call_gives_the_model_a_result_and_the_run_ends(
+    faults: ServeStack,
+) -> None:
+    chat = Chat(faults, "What is the weather in Portland?")
+    chat.start()
+    chat.wait_for(ToolCall)  # the call waits on the slow upstream for seconds
+    killed = kill_replica(MCP_APP)
+    chat.join(180)
+    events = chat.events()
+    assert chat.broken is None, chat.broken
+    assert isinstance(events[-1], Done), chat.lines[-6:]
+    # Each tool call has its result: the one cut off is an error the model read (or, had the agent's
+    # retry reached a new replica, its answer); nothing is left open.
+    calls = {e.id for e in events if isinstance(e, ToolCall)}
+    results = {e.id: e.status for e in events if isinstance(e, ToolResult)}
+    assert calls and calls == set(results), chat.lines[-10:]
+    thread_id = events[0].thread_id
+
+    wait_replaced(MCP_APP, killed)
+    again = Chat(faults, "And tomorrow?", thread_id)
+    again.run()
+    assert isinstance(again.events()[-1], Done) and not any(isinstance(e, Error) for e in again.events())
+    assert all(e.status == "ok" for e in again.events() if isinstance(e, ToolResult)), again.lines[-10:]
+    users = [m["content"] for m in history(faults, thread_id) if m["role"] == "user"]
+    assert users == ["What is the weather in Portland?", "And tomorrow?"]
+
+
+def a2a_call(stack: ServeStack, text: str, context_id: str) -> A2AResult:
+    url = f"{stack.base_url}{A2A_ROUTE}"
+    return asyncio.run(a2a_execute_text(url, text, timeout_s=240, context_id=context_id))
+
+
+def test_the_a2a_replica_killed_mid_task_fails_the_call_and_the_context_goes_on(faults: ServeStack) -> None:
+    context_id = f"a2a-kill-{uuid.uuid4().hex[:12]}"
+    thread_id = thread_id_for_context(context_id)
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["answer"] = a2a_call(faults, "What is the weather in Houston?", context_id)
+        except A2ACallError as exc:
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{faults.base_url}{ROUTE}/threads/{thread_id}", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline and caller.is_alive(), f"the task's run never began: {outcome}"
+        time.sleep(0.2)
+    killed = kill_replica(A2A_APP)  # the face relaying the task's /chat run
+    caller.join(120)
+    assert not caller.is_alive(), "the caller hangs on a dead A2A replica"
+    assert isinstance(outcome.get("error"), A2ACallError), outcome
+
+    wait_replaced(A2A_APP, killed)
+    faults.wait_ready(A2A_ROUTE)
+    deadline = time.monotonic() + LEASE_TTL_S + 120
+    while True:  # the same context goes on once the cut-off run has let go of its thread
+        try:
+            answer = a2a_call(faults, "And tomorrow?", context_id)
+            break
+        except A2ATaskFailed as exc:
+            assert "busy" in str(exc), exc
+            assert time.monotonic() < deadline, f"the context never went on: {exc}"
+            time.sleep(2)
+    assert answer.text and answer.context_id == context_id
+    messages = history(faults, thread_id)
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    assert users == ["What is the weather in Houston?", "And tomorrow?"], users
+    calls = {c["id"] for m in messages for c in m.get("tool_calls", [])}
+    assert calls <= {m["tool_call_id"] for m in messages if m["role"] == "tool"}
 
 
 PG_ROUTE = "/weather-pg"

@@ -5,12 +5,13 @@ one), the offline multi stack gets, in turn:
 
 1. a lightweight update: ``deployments:`` overrides on the weather and travel agents (Serve updates the
    running replicas in place);
-2. an update that restarts replicas: a ``runtime_env`` env var of the weather agent (a new code version).
+2. an update that restarts replicas: a ``runtime_env`` env var of the weather agent (a new code version);
+3. the same for the LLM app, which every agent run calls several times.
 
 Every chat that was sent, before, during or after either roll-out, ends with ``done`` and no error; the
 changed apps' ``/health`` shows the new ``config_version``; the weather agent keeps its replica through
 the first change and gets a new one with the second; apps whose config did not change keep their
-version. The stack is given its original config back at the end.
+version (read before the LLM's change). The stack is given its original config back at the end.
 """
 
 import asyncio
@@ -135,12 +136,22 @@ async def _roll_out(
     replica_heavy = await asyncio.to_thread(_replica, stack)
     await asyncio.sleep(3)  # a few more chats on the new replica
     after = {route: _health(stack, route)["config_version"] for route in UNCHANGED}
+    answered_heavy = traffic.answered()
+
+    # The LLM app restarts under the agents' runs: calls in flight finish on the old replica, new ones
+    # wait in the proxy for the new one (or are made again where a connection broke before a token).
+    llm = {**heavy, "llm": {"env_vars": {"ROLLOUT_TEST_MARK": "3"}}}
+    await asyncio.to_thread(stack.deploy, _changed(original, llm))
+    llm_version = await asyncio.to_thread(_wait_version, stack, "/llm", before["/llm"])
+    answered_llm = traffic.answered()
+    while traffic.answered() < answered_llm + WEATHER_STREAMS:  # chats finish on the new LLM replica
+        await asyncio.sleep(0.5)
     return {
         "before": before,
-        "versions": (light_version, travel_version, heavy_version),
+        "versions": (light_version, travel_version, heavy_version, llm_version),
         "replicas": (replica_before, replica_light, replica_heavy),
         "after": after,
-        "answered": (answered_before, answered_light, traffic.answered()),
+        "answered": (answered_before, answered_light, answered_heavy, traffic.answered()),
     }
 
 
@@ -178,7 +189,9 @@ def test_config_changes_roll_out_under_load_and_lose_nothing(offline_multi: Serv
         traffic, seen = asyncio.run(_under_load(stack, original))
         counts = {"sent": traffic.sent, "answered": traffic.answered(), "failed": traffic.outcomes["failed"]}
         logger.info(
-            "roll-outs under load: %s; answered before/after light/after heavy %s", counts, seen["answered"]
+            "roll-outs under load: %s; answered before/after light/after heavy/after LLM %s",
+            counts,
+            seen["answered"],
         )
         (ROOT / "test-artifacts").mkdir(exist_ok=True)
         (ROOT / "test-artifacts" / "rollout.json").write_text(
@@ -187,12 +200,14 @@ def test_config_changes_roll_out_under_load_and_lose_nothing(offline_multi: Serv
         # Nothing lost: every chat sent was answered with done and no error, during both roll-outs too.
         assert traffic.failures == [], traffic.failures[:5]
         assert traffic.answered() == traffic.sent
-        before, light, end = seen["answered"]
-        assert light > before and end > light, seen["answered"]  # chats kept finishing across each change
+        before, light, heavy, end = seen["answered"]
+        # Chats kept finishing across each change.
+        assert before < light < heavy < end, seen["answered"]
         # What changed shows in /health; what did not, kept its version.
-        light_version, travel_version, heavy_version = seen["versions"]
+        light_version, travel_version, heavy_version, llm_version = seen["versions"]
         assert len({seen["before"]["/weather-agent"], light_version, heavy_version}) == 3
         assert travel_version != seen["before"]["/travel-agent"]
+        assert llm_version != seen["before"]["/llm"]
         assert seen["after"] == {route: seen["before"][route] for route in UNCHANGED}
         # The lightweight update kept the weather agent's replica; the env var change replaced it.
         replica_before, replica_light, replica_heavy = seen["replicas"]

@@ -157,7 +157,13 @@ def test_vllm_kwargs_reference_settings() -> None:
             "tool_call_parser": "hermes",
         },
         "deployment_config": {
-            "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32}
+            "autoscaling_config": {
+                "min_replicas": 1,
+                "max_replicas": 4,
+                "target_ongoing_requests": 32,
+                "upscale_delay_s": 30.0,
+                "downscale_delay_s": 600.0,
+            }
         },
         "experimental_configs": {"stream_batching_interval_ms": 0},
     }
@@ -263,6 +269,8 @@ def test_replica_bounds_default_per_backend() -> None:
         "min_replicas": 1,
         "max_replicas": 4,
         "target_ongoing_requests": 32,
+        "upscale_delay_s": 30.0,
+        "downscale_delay_s": 600.0,
     }
     assert LLMAppArgs(min_replicas=6).sizing("vllm").max_replicas == 6
     assert LLMAppArgs(min_replicas=3).deployment_options()["num_replicas"] == 3

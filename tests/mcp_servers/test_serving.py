@@ -163,6 +163,8 @@ def test_scaling_options_autoscale_and_start_a_replica() -> None:
             "initial_replicas": 1,
             "max_replicas": 20,
             "target_ongoing_requests": 5,
+            "upscale_delay_s": 30.0,
+            "downscale_delay_s": 600.0,
         },
     }
     to_zero = MCPScalingArgs(min_replicas=0, max_replicas=2).deployment_options()["autoscaling_config"]

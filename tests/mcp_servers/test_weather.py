@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -244,10 +245,13 @@ class BrokenUpstream:
 
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}
+        self.switch_down = False  # mode "switch": 503 while set, else an answer
 
     async def handle(self, request: Request) -> Response:
         mode = request.path_params["mode"]
         self.hits[mode] = self.hits.get(mode, 0) + 1
+        if mode == "switch" and self.switch_down:
+            return PlainTextResponse("Service Unavailable", status_code=503)
         if mode == "error500":
             return PlainTextResponse("Internal Server Error", status_code=500)
         if mode == "slow":
@@ -339,3 +343,25 @@ async def test_upstream_not_json(broken: tuple[BrokenUpstream, str]) -> None:
         message = await call_error(weather.url + "/mcp", "get_air_quality", PARIS)
     assert "the Open-Meteo air quality API sent a response that is not valid JSON" in message
     assert "text/html" in message
+
+
+async def test_health_is_not_ready_while_an_upstream_is_down_and_ready_once_it_is_back(
+    broken: tuple[BrokenUpstream, str],
+) -> None:
+    upstream, base = broken
+    args = broken_args(base + "/ok", upstream_probe_s=0)  # probe on every health request
+    args.open_meteo_forecast_url = base + "/switch/v1"
+    upstream.switch_down = True
+    try:
+        with served_weather(args) as weather, httpx.Client(base_url=weather.url) as client:
+            down = client.get("/health")
+            assert down.status_code == 503 and down.json()["ready"] is False
+            assert down.json()["upstreams_down"] == {
+                "open_meteo_forecast": f"GET {base}/switch/v1 answered 503"
+            }
+            upstream.switch_down = False
+            back = client.get("/health")
+            assert back.status_code == 200 and back.json()["ready"] is True
+            assert "upstreams_down" not in back.json()
+    finally:
+        upstream.switch_down = False

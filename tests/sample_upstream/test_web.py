@@ -51,3 +51,13 @@ async def test_sample_pages_redirect_binary_and_no_traversal(sample_url: str) ->
     assert image.headers["content-type"] == "image/png" and image.content.startswith(b"\x89PNG")
     assert escape.status_code == 404
     assert "Disallow: /pages/private/" in robots.text
+
+
+async def test_latency_delays_every_answer_but_the_health_probe() -> None:
+    with serve_in_thread(create_app(latency_ms=400)) as url:
+        async with httpx.AsyncClient() as client:
+            search = await client.get(f"{url}/brave/res/v1/web/search", params={"q": "Kyoto travel"})
+    assert search.status_code == 200 and search.elapsed.total_seconds() >= 0.4
+    with serve_in_thread(create_app(latency_ms=600_000)) as url:  # ten minutes: only health can answer
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{url}/health", timeout=60)).json()["ready"] is True

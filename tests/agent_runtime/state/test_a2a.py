@@ -6,11 +6,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from a2a.client import ClientConfig, ClientFactory
-from a2a.helpers import get_artifact_text
+from a2a.helpers import get_artifact_text, get_message_text
+from a2a.server.cluster import TaskVersion
+from a2a.server.context import ServerCallContext
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
@@ -19,12 +22,15 @@ from a2a.types import (
     Role,
     SendMessageRequest,
     SubscribeToTaskRequest,
+    Task,
     TaskState,
+    TaskStatus,
 )
 from a2a.utils.constants import TransportProtocol
 
 from agent_runtime.a2a.app import A2AAgentSpec, create_a2a_app
 from agent_runtime.state.database import Database
+from agent_runtime.state.orphaned_tasks import ORPHANED_MESSAGE
 from tests.support.a2a import ChatPeer, peer_url_fixture, serve_prefixed
 from tests.support.persistence import database_fixtures
 from tests.support.servers import free_port
@@ -173,3 +179,36 @@ async def test_another_replica_follows_a_running_task(
             await client.cancel_task(CancelTaskRequest(id=task_id))
         await stream.aclose()
     await wait_for(lambda: context in peer.closed)
+
+
+async def test_a_task_left_open_by_a_replica_that_died_is_failed_by_a_live_one(
+    peer_url: tuple[ChatPeer, str], database_url: str
+) -> None:
+    _, agent_url = peer_url
+    status = TaskStatus(state=TaskState.TASK_STATE_WORKING)  # its replica died an hour ago, mid-task
+    status.timestamp.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
+    orphan = Task(id=str(uuid.uuid4()), context_id=f"ctx-{uuid.uuid4().hex[:8]}", status=status)
+    async with Database(database_url) as db:
+        store, _ = db.task_store("weather")
+        await store.save(
+            orphan, event=None, prev=None, prev_version=TaskVersion.MISSING, context=ServerCallContext()
+        )
+
+    port = free_port()
+    spec = A2AAgentSpec(name="weather", description="test", agent_url=agent_url, route_prefix=PREFIX)
+    app = create_a2a_app(
+        spec,
+        public_base_url=f"http://127.0.0.1:{port}",
+        task_timeout_s=60,  # so a task untouched for 90 s has no replica
+        orphan_check_s=0.2,
+        database=Database(database_url),
+    )
+    async with serve_prefixed(app, PREFIX, port) as base:
+        async with await Replica(base + PREFIX).client() as client:
+            async with asyncio.timeout(10):
+                while (task := await client.get_task(GetTaskRequest(id=orphan.id))).status.state == (
+                    TaskState.TASK_STATE_WORKING
+                ):
+                    await asyncio.sleep(0.1)
+    assert task.status.state == TaskState.TASK_STATE_FAILED
+    assert get_message_text(task.status.message) == ORPHANED_MESSAGE
