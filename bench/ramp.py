@@ -180,31 +180,34 @@ async def ramp(
         return all(sampler.latest.get(app, 0) > baseline.get(app, 0) for app in sampler.apps)
 
     sampling = asyncio.create_task(sampler.run())
-    reached: list[tuple[float, int]] = []
-    timeout = httpx.Timeout(300, connect=30)
-    async with http_pool(max(levels)) as http:
-        client = ChatClient(base_url + CHAT_ROUTE, http=http, stream_timeout=timeout)
-        workers: list[asyncio.Task[None]] = []
-        try:
-            for level in levels:
-                workers += [asyncio.create_task(worker(i, client)) for i in range(len(workers), level)]
-                reached.append((round(time.monotonic() - start, 1), level))
-                logger.info("ramp: %d workers", level)
-                await asyncio.sleep(stage_s)
-            deadline = time.monotonic() + hold_s
-            while not scaled() and time.monotonic() < deadline:
-                await asyncio.sleep(sample_s)
-            logger.info("ramp: load ends (replicas %s)", sampler.latest)
-        finally:
-            stop.set()
-            await asyncio.gather(*workers)
-    load_ended = time.monotonic() - start
-    deadline = time.monotonic() + settle_s
-    while time.monotonic() < deadline and any(
-        sampler.latest.get(app, 0) > baseline.get(app, 0) for app in sampler.apps
-    ):
-        await asyncio.sleep(sample_s)
-    sampling.cancel()
+    try:
+        reached: list[tuple[float, int]] = []
+        timeout = httpx.Timeout(300, connect=30)
+        async with http_pool(max(levels)) as http:
+            client = ChatClient(base_url + CHAT_ROUTE, http=http, stream_timeout=timeout)
+            workers: list[asyncio.Task[None]] = []
+            try:
+                for level in levels:
+                    workers += [asyncio.create_task(worker(i, client)) for i in range(len(workers), level)]
+                    reached.append((round(time.monotonic() - start, 1), level))
+                    logger.info("ramp: %d workers", level)
+                    await asyncio.sleep(stage_s)
+                deadline = time.monotonic() + hold_s
+                while not scaled() and time.monotonic() < deadline:
+                    await asyncio.sleep(sample_s)
+                logger.info("ramp: load ends (replicas %s)", sampler.latest)
+            finally:
+                stop.set()
+                await asyncio.gather(*workers)
+        load_ended = time.monotonic() - start
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline and any(
+            sampler.latest.get(app, 0) > baseline.get(app, 0) for app in sampler.apps
+        ):
+            await asyncio.sleep(sample_s)
+    finally:  # the sampler stops with the ramp, however it ends
+        sampling.cancel()
+        await asyncio.gather(sampling, return_exceptions=True)
     await sampler.sample()
 
     def first(app: str, after: float, above: bool) -> float | None:
